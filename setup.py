@@ -1,0 +1,26 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+here = Path(__file__).parent
+version = {}
+exec((here / 'xfusion' / 'version.py').read_text(), version)
+
+
+def requirements(name: str) -> list[str]:
+    lines = (here / name).read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith('#')]
+
+
+setup(
+    name='xfusion',
+    version=version['__version__'],
+    description='Spatiotemporal fusion of two-camera ultra-high-speed x-ray videos, as a BasicSR extension',
+    long_description=(here / 'README.md').read_text(),
+    long_description_content_type='text/markdown',
+    packages=find_packages(include=['xfusion', 'xfusion.*']),
+    python_requires='>=3.10',
+    install_requires=requirements('requirements.txt'),
+    extras_require={'test': requirements('requirements-test.txt')},
+    entry_points={'console_scripts': ['xfusion=xfusion.cli:main']},
+)

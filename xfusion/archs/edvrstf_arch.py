@@ -1,0 +1,149 @@
+"""EDVRSTF: EDVR-style spatiotemporal fusion of an LR window and two HR key frames.
+
+The layout with ``hr_encoder='pool'`` and ``base='bilinear'`` is the original XFusion network:
+its checkpoints load unchanged (same parameter names and shapes) and give the same output.
+"""
+from __future__ import annotations
+
+import torch
+from basicsr.archs.arch_util import ResidualBlockNoBN, make_layer
+from basicsr.archs.edvr_arch import PCDAlignment, TSAFusion
+from basicsr.utils.registry import ARCH_REGISTRY
+from torch import nn
+
+from xfusion.archs.deform_conv import use_fast_deform_conv
+from xfusion.archs.stf_util import SCALE, add_base, add_hr_encoder, base_image, encode_hr
+
+
+@ARCH_REGISTRY.register()
+class EDVRSTF(nn.Module):
+    """STF network: LR frames (B, T, C, h, w) + HR key frames (B, K, C, 4h, 4w) -> HR frame.
+
+    Args:
+        num_in_ch, num_out_ch: image channels (1 for x-ray and gray REDS).
+        num_feat: feature channels. num_frame: LR frames T. num_frame_hi: key frames K
+            (0 gives the LR-only video-SR baseline, with no HR branch at all).
+        deformable_groups, num_extract_block, num_reconstruct_block: as in EDVR.
+        center_frame_idx: index of the target LR frame (default: the middle one).
+        with_tsa: TSA fusion (else a 1x1 conv over the stacked aligned features).
+        hr_encoder: how key frames reach the LR grid. 'pool' = conv, conv, maxpool, conv,
+            maxpool at full resolution (the original layout); 'unshuffle' = 4x4
+            pixel-unshuffle then two convs on the LR grid (about 30x fewer FLOPs).
+        base: what the predicted residual is added to. 'bilinear' / 'bicubic': the upsampled
+            centre LR frame. 'key_blend': a per-pixel blend, predicted from the fused features,
+            of the key frames (weighted by temporal closeness) and the upsampled LR frame.
+        hr_in, with_predeblur: accepted so that original XFusion option files load; only
+            their default (False) exists.
+    """
+
+    def __init__(self,
+                 num_in_ch: int = 1,
+                 num_out_ch: int = 1,
+                 num_feat: int = 64,
+                 num_frame: int = 3,
+                 num_frame_hi: int = 2,
+                 deformable_groups: int = 8,
+                 num_extract_block: int = 5,
+                 num_reconstruct_block: int = 10,
+                 center_frame_idx: int | None = None,
+                 with_tsa: bool = True,
+                 hr_encoder: str = 'pool',
+                 base: str = 'bilinear',
+                 hr_in: bool = False,
+                 with_predeblur: bool = False,
+                 fast_deform_conv: bool | None = None):
+        super().__init__()
+        if hr_in or with_predeblur:
+            raise ValueError('EDVRSTF supports only hr_in=False and with_predeblur=False '
+                             '(the options of the original XFusion network)')
+        self.num_frame = num_frame
+        self.num_frame_hi = num_frame_hi
+        self.center_frame_idx = num_frame // 2 if center_frame_idx is None else center_frame_idx
+        self.with_tsa = with_tsa
+        self.hr_encoder = hr_encoder
+        self.base = base
+
+        self.conv_first = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1)
+        if num_frame_hi > 0:
+            add_hr_encoder(self, hr_encoder, num_in_ch, num_feat)
+
+        # pyramid features, shared by LR and HR-derived frames
+        self.feature_extraction = make_layer(ResidualBlockNoBN, num_extract_block, num_feat=num_feat)
+        self.conv_l2_1 = nn.Conv2d(num_feat, num_feat, 3, 2, 1)
+        self.conv_l2_2 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        self.conv_l3_1 = nn.Conv2d(num_feat, num_feat, 3, 2, 1)
+        self.conv_l3_2 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+
+        self.pcd_align = PCDAlignment(num_feat=num_feat, deformable_groups=deformable_groups)
+        total_frames = num_frame + num_frame_hi
+        if with_tsa:
+            self.fusion = TSAFusion(num_feat=num_feat, num_frame=total_frames, center_frame_idx=self.center_frame_idx)
+        else:
+            self.fusion = nn.Conv2d(total_frames * num_feat, num_feat, 1, 1)
+
+        self.reconstruction = make_layer(ResidualBlockNoBN, num_reconstruct_block, num_feat=num_feat)
+        self.upconv1 = nn.Conv2d(num_feat, num_feat * 4, 3, 1, 1)
+        self.upconv2 = nn.Conv2d(num_feat, 64 * 4, 3, 1, 1)
+        self.pixel_shuffle = nn.PixelShuffle(2)
+        self.conv_hr = nn.Conv2d(64, 64, 3, 1, 1)
+        self.conv_last = nn.Conv2d(64, num_out_ch, 3, 1, 1)
+        add_base(self, base, num_feat, num_frame_hi)
+
+        self.lrelu = nn.LeakyReLU(negative_slope=0.1, inplace=True)
+        use_fast_deform_conv(self, fast_deform_conv)
+
+    # The forward pass in stages, so that sequence inference can cache per-frame results.
+    def lr_features(self, lq: torch.Tensor) -> torch.Tensor:
+        """(N, C, h, w) LR frames -> (N, F, h, w) level-1 features."""
+        return self.lrelu(self.conv_first(lq))
+
+    def hr_features(self, hq: torch.Tensor) -> torch.Tensor:
+        """(N, C, 4h, 4w) key frames -> (N, F, h, w) level-1 features on the LR grid."""
+        return encode_hr(self, self.hr_encoder, hq)
+
+    def pyramid(self, feat_l1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(N, F, h, w) level-1 features -> the three pyramid levels of every frame."""
+        feat_l1 = self.feature_extraction(feat_l1)
+        feat_l2 = self.lrelu(self.conv_l2_2(self.lrelu(self.conv_l2_1(feat_l1))))
+        feat_l3 = self.lrelu(self.conv_l3_2(self.lrelu(self.conv_l3_1(feat_l2))))
+        return feat_l1, feat_l2, feat_l3
+
+    def fuse(self, pyramids: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """Align each frame's pyramid (LR frames first, then key frames) to the centre LR frame, fuse."""
+        ref = pyramids[self.center_frame_idx]
+        aligned = torch.stack([self.pcd_align(list(p), list(ref)) for p in pyramids], dim=1)
+        if not self.with_tsa:
+            aligned = aligned.flatten(1, 2)
+        return self.fusion(aligned)
+
+    def reconstruct(self, feat: torch.Tensor, lq_center: torch.Tensor, hq: torch.Tensor | None,
+                    key_weights: torch.Tensor | None) -> torch.Tensor:
+        """Fused LR-grid features -> HR frame (residual + base)."""
+        out = self.reconstruction(feat)
+        out = self.lrelu(self.pixel_shuffle(self.upconv1(out)))
+        out = self.lrelu(self.pixel_shuffle(self.upconv2(out)))
+        out = self.conv_last(self.lrelu(self.conv_hr(out)))
+        return out + base_image(self, self.base, feat, lq_center, hq, key_weights)
+
+    def forward(self, lq: torch.Tensor, hq: torch.Tensor | None = None,
+                key_weights: torch.Tensor | None = None) -> torch.Tensor:
+        b, t, c, h, w = lq.shape
+        if t != self.num_frame:
+            raise ValueError(f'expected {self.num_frame} LR frames, got {t}')
+        if h % 4 or w % 4:
+            raise ValueError(f'LR height and width must be multiples of 4, got {h}x{w}')
+        feats = self.lr_features(lq.flatten(0, 1)).unflatten(0, (b, t))
+        if self.num_frame_hi > 0:
+            if hq is None or hq.shape[1] != self.num_frame_hi:
+                raise ValueError(f'expected {self.num_frame_hi} HR key frames, got '
+                                 f'{None if hq is None else hq.shape[1]}')
+            if hq.shape[-2:] != (h * SCALE, w * SCALE):
+                raise ValueError(f'key frames must be {SCALE}x the LR size {h}x{w}, got {tuple(hq.shape[-2:])}')
+            hr = self.hr_features(hq.flatten(0, 1)).unflatten(0, (b, self.num_frame_hi))
+            feats = torch.cat([feats, hr], dim=1)
+        n = feats.shape[1]
+        levels = self.pyramid(feats.flatten(0, 1))
+        levels = [lvl.unflatten(0, (b, n)) for lvl in levels]
+        pyramids = [tuple(lvl[:, i] for lvl in levels) for i in range(n)]
+        feat = self.fuse(pyramids)
+        return self.reconstruct(feat, lq[:, self.center_frame_idx], hq, key_weights)

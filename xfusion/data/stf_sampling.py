@@ -1,0 +1,143 @@
+"""Training samples for STF, shared by the REDS and x-ray training datasets (DESIGN section 6).
+
+For one sample: a key-frame gap D from ``period_range``, key frames k0 and k1 = k0 + D inside
+the sequence, a target t uniform in [k0, k1], an LR separation r from ``lr_sep``, the LR window
+t-r..t+r (clamped at the ends); then one random crop (HR patch and the LR patch at the same
+place), the same flips/rotation for every frame, and optional Poisson noise on the LR frames.
+"""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+from torch.utils import data
+
+from xfusion.data.sequence_io import SCALE, Sequence
+from xfusion.schedule import key_weights, lr_window
+
+
+def as_choices(value, name: str) -> list[int]:
+    """An int or a list of ints from the options, as a non-empty list."""
+    choices = [value] if isinstance(value, int) else list(value)
+    if not choices or any(not isinstance(v, int) or v < 1 for v in choices):
+        raise ValueError(f'{name} must be a positive integer or a list of them, got {value!r}')
+    return choices
+
+
+def sample_schedule(num_frames: int, period_range: tuple[int, int], lr_seps: list[int], num_lr: int,
+                    rng=random) -> dict:
+    """Draw (t, LR window, key frames) for one training sample from a sequence of num_frames."""
+    if num_frames < 2:
+        raise ValueError('a training sequence needs at least 2 frames')
+    period = rng.randint(min(period_range[0], num_frames - 1), min(period_range[1], num_frames - 1))
+    k0 = rng.randint(0, num_frames - 1 - period)
+    k1 = k0 + period
+    t = rng.randint(k0, k1)
+    lr_sep = rng.choice(lr_seps)
+    return dict(t=t, k0=k0, k1=k1, period=period, lr_sep=lr_sep, lr_indices=lr_window(t, lr_sep, num_frames, num_lr))
+
+
+def augment(frames: list[np.ndarray], hflip: bool, vflip: bool, rot90: bool) -> list[np.ndarray]:
+    """The same flips and transposition applied to every 2-D frame."""
+    out = []
+    for img in frames:
+        if hflip:
+            img = img[:, ::-1]
+        if vflip:
+            img = img[::-1, :]
+        if rot90:
+            img = img.T
+        out.append(np.ascontiguousarray(img))
+    return out
+
+
+def add_poisson_noise(img: np.ndarray, b0: float, rng=np.random) -> np.ndarray:
+    """Photon noise at b0 photons for intensity 1: x -> Poisson(x * b0) / b0."""
+    return (rng.poisson(np.clip(img, 0, None) * b0) / b0).astype(np.float32)
+
+
+class STFTrainingDataset(data.Dataset):
+    """Random STF training samples from a list of sequences (subclasses say where they come from).
+
+    Options: ``num_frame`` (LR frames, 3), ``num_frame_hi`` (key frames, 2; 0 for LR-only),
+    ``period_range`` ([min, max] key-frame gap), ``lr_sep`` (int or list of choices),
+    ``gt_size`` (HR patch), ``use_hflip``, ``use_rot``, ``b0_log10_range`` (optional
+    [min, max] of log10 photons per unit intensity for LR Poisson noise), ``noise_prob``
+    (share of samples that get noise, 1 by default).
+    Each sample: ``lq`` (T,1,h,w), ``hq`` (K,1,H,W), ``gt`` (1,H,W), ``key_weights`` (K,),
+    ``folder``, ``idx`` (t), ``period``, ``lr_sep``.
+    """
+    sequences: list[Sequence]
+
+    def __init__(self, opt: dict):
+        super().__init__()
+        self.opt = opt
+        self.num_lr = opt.get('num_frame', 3)
+        self.num_hi = opt.get('num_frame_hi', 2)
+        if self.num_hi not in (0, 2):
+            raise ValueError(f'num_frame_hi must be 2 (the bracketing key frames) or 0 (LR-only), got {self.num_hi}')
+        period_range = opt.get('period_range', [20, 20])
+        self.period_range = as_choices(period_range, 'period_range')
+        if len(self.period_range) == 1:
+            self.period_range = self.period_range * 2
+        if len(self.period_range) != 2 or self.period_range[0] > self.period_range[1]:
+            raise ValueError(f'period_range must be [min, max], got {period_range!r}')
+        self.lr_seps = as_choices(opt.get('lr_sep', 1), 'lr_sep')
+        self.gt_size = opt.get('gt_size', 256)
+        if self.gt_size % SCALE:
+            raise ValueError(f'gt_size ({self.gt_size}) must be a multiple of the scale {SCALE}')
+        self.b0_log10_range = opt.get('b0_log10_range')
+        self.noise_prob = opt.get('noise_prob', 1.0)
+        # the global generators, as in BasicSR: its set_random_seed and worker_init_fn seed them
+        self.rng = random
+
+    def _index_sequences(self) -> None:
+        """Call once self.sequences is set: one dataset item per frame, as in BasicSR's REDS dataset."""
+        for seq in self.sequences:
+            if min(seq.hr_shape) < self.gt_size:
+                raise ValueError(f'{seq.name}: frames ({seq.hr_shape[0]}x{seq.hr_shape[1]}) are smaller than '
+                                 f'gt_size {self.gt_size}')
+            if seq.hr_index != list(range(seq.num_frames)):
+                raise ValueError(f'{seq.name}: training needs an HR frame at every time step')
+        self.items = [(i, t) for i, seq in enumerate(self.sequences) for t in range(seq.num_frames)]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict:
+        seq = self.sequences[self.items[index][0]]
+        s = sample_schedule(seq.num_frames, self.period_range, self.lr_seps, self.num_lr, self.rng)
+
+        lr_patch = self.gt_size // SCALE
+        h, w = seq.lr_shape
+        top, left = self.rng.randint(0, h - lr_patch), self.rng.randint(0, w - lr_patch)
+
+        def hr_crop(t):
+            img = seq.read_hr(t)
+            return img[top * SCALE:(top + lr_patch) * SCALE, left * SCALE:(left + lr_patch) * SCALE]
+
+        lqs = [seq.read_lr(t)[top:top + lr_patch, left:left + lr_patch] for t in s['lr_indices']]
+        keys = [hr_crop(s['k0']), hr_crop(s['k1'])] if self.num_hi else []
+        gt = hr_crop(s['t'])
+        flips = [self.opt.get('use_hflip', True) and self.rng.random() < 0.5,
+                 self.opt.get('use_rot', True) and self.rng.random() < 0.5,
+                 self.opt.get('use_rot', True) and self.rng.random() < 0.5]
+        frames = augment(lqs + keys + [gt], *flips)
+        lqs, keys, gt = frames[:len(lqs)], frames[len(lqs):-1], frames[-1]
+
+        if self.b0_log10_range is not None and self.rng.random() < self.noise_prob:
+            b0 = 10 ** self.rng.uniform(*self.b0_log10_range)
+            lqs = [add_poisson_noise(img, b0) for img in lqs]
+
+        hq = torch.from_numpy(np.stack(keys)[:, None]) if keys else torch.zeros(0, 1, *gt.shape)
+        return {
+            'lq': torch.from_numpy(np.stack(lqs)[:, None]),
+            'hq': hq,
+            'gt': torch.from_numpy(gt[None]),
+            'key_weights': torch.tensor(key_weights(s['t'], s['k0'], s['k1']), dtype=torch.float32),
+            'folder': seq.name,
+            'idx': s['t'],
+            'period': s['period'],
+            'lr_sep': s['lr_sep'],
+        }

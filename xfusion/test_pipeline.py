@@ -1,0 +1,65 @@
+"""``python test.py -opt X.yml``: BasicSR's test pipeline, made to evaluate training experiments.
+
+Given a training option file it skips the training set and evaluates the newest checkpoint
+of that experiment (``experiments/<name>/models``) on the validation/test sets; given a
+test option file it uses ``path.pretrain_network_g``. Results go to ``results/<name>/``.
+"""
+from __future__ import annotations
+
+import glob
+import logging
+import os
+from os import path as osp
+
+import torch
+from basicsr.data import build_dataloader, build_dataset
+from basicsr.models import build_model
+from basicsr.utils import get_env_info, get_root_logger, get_time_str, make_exp_dirs
+from basicsr.utils.options import dict2str, parse_options
+
+
+def newest_checkpoint(models_dir: str) -> str | None:
+    """The most recently written net_g_*.pth of an experiment (net_g_latest.pth once training ended)."""
+    files = glob.glob(osp.join(models_dir, 'net_g_*.pth'))
+    return max(files, key=os.path.getmtime) if files else None
+
+
+def prepare_test_options(opt: dict, root_path: str) -> None:
+    """Drop training sets and point path.pretrain_network_g at the checkpoint to evaluate."""
+    opt['datasets'] = {k: v for k, v in opt['datasets'].items() if v['phase'] != 'train'}
+    if not opt['datasets']:
+        raise ValueError('the option file has no val/test datasets to evaluate')
+    if 'train' in opt:  # a training option file: its experiment's newest checkpoint
+        checkpoint = newest_checkpoint(osp.join(root_path, 'experiments', opt['name'], 'models'))
+        if checkpoint is not None:
+            opt['path']['pretrain_network_g'] = checkpoint
+            opt['path']['strict_load_g'] = True
+            opt['path']['param_key_g'] = 'params_ema' if opt['train'].get('ema_decay', 0) > 0 else 'params'
+            return
+    if not opt['path'].get('pretrain_network_g'):
+        raise FileNotFoundError(f"no checkpoint to evaluate: experiments/{opt['name']}/models has none and "
+                                'path.pretrain_network_g is not set')
+
+
+def test_pipeline(root_path: str) -> None:
+    opt, _ = parse_options(root_path, is_train=False)
+    prepare_test_options(opt, root_path)
+    torch.backends.cudnn.benchmark = True
+    make_exp_dirs(opt)
+    log_file = osp.join(opt['path']['log'], f"test_{opt['name']}_{get_time_str()}.log")
+    logger = get_root_logger(logger_name='basicsr', log_level=logging.INFO, log_file=log_file)
+    logger.info(get_env_info())
+    logger.info(dict2str(opt))
+    logger.info(f"Evaluating {opt['path']['pretrain_network_g']}")
+
+    loaders = []
+    for _, dataset_opt in sorted(opt['datasets'].items()):
+        dataset = build_dataset(dataset_opt)
+        loaders.append(build_dataloader(dataset, dataset_opt, num_gpu=opt['num_gpu'], dist=opt['dist'],
+                                        sampler=None, seed=opt['manual_seed']))
+        logger.info(f"Number of test frames in {dataset_opt['name']}: {len(dataset)}")
+    model = build_model(opt)
+    for loader in loaders:
+        logger.info(f"Testing {loader.dataset.opt['name']}...")
+        model.validation(loader, current_iter=opt['name'], tb_logger=None, save_img=opt['val'].get('save_img', False))
+    logger.info(f"Results in {opt['path']['results_root']}")
