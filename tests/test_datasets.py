@@ -1,0 +1,115 @@
+import random
+
+import numpy as np
+import pytest
+import torch
+from basicsr.data import build_dataset
+
+from helpers import area_average, reds_dataset_opt
+from xfusion.data.reds_stf_dataset import REDSSTFDataset, validation_clips
+from xfusion.data.stf_sampling import sample_schedule
+
+
+def test_schedule_sampling_respects_the_protocol():
+    rng = random.Random(0)
+    gaps, seps = set(), set()
+    for _ in range(2000):
+        s = sample_schedule(30, (2, 8), [1, 3], 3, rng)
+        assert s['k0'] <= s['t'] <= s['k1'] and s['k1'] - s['k0'] == s['period']
+        assert 2 <= s['period'] <= 8 and 0 <= s['k0'] and s['k1'] <= 29
+        r = s['lr_sep']
+        assert s['lr_indices'] == [max(s['t'] - r, 0), s['t'], min(s['t'] + r, 29)]
+        gaps.add(s['period'])
+        seps.add(r)
+    assert gaps == set(range(2, 9)) and seps == {1, 3}
+    # gaps longer than the sequence are clamped to it
+    assert sample_schedule(5, (20, 40), [1], 3, rng)['period'] == 4
+
+
+def test_reds_dataset_holds_out_the_validation_partition_and_uses_meta_counts(reds_root):
+    ds = build_dataset(reds_dataset_opt(reds_root))
+    assert isinstance(ds, REDSSTFDataset)
+    assert sorted(s.name for s in ds.sequences) == ['001', '002']  # 000 is in REDS4
+    assert len(ds) == 2 * 12
+    official = build_dataset(reds_dataset_opt(reds_root, val_partition='official'))
+    assert len(official.sequences) == 3
+    assert validation_clips('REDS4') == ['000', '011', '015', '020'] and len(validation_clips('official')) == 30
+
+
+def test_meta_file_frame_count_is_checked(reds_root, tmp_path):
+    meta = tmp_path / 'meta.txt'
+    meta.write_text('001 11 (64,64,1)\n')
+    with pytest.raises(ValueError, match='meta file says 11'):
+        build_dataset(reds_dataset_opt(reds_root, meta_info_file=str(meta)))
+
+
+def test_samples_are_aligned_crops_with_the_same_augmentation(reds_root):
+    """LR frames were made as 4x4 averages of HR: after crop and flips the pair must still match."""
+    random.seed(3)
+    np.random.seed(3)
+    ds = build_dataset(reds_dataset_opt(reds_root))
+    for i in range(40):
+        s = ds[i % len(ds)]
+        assert s['lq'].shape == (3, 1, 8, 8) and s['hq'].shape == (2, 1, 32, 32) and s['gt'].shape == (1, 32, 32)
+        assert s['lq'].dtype == torch.float32
+        assert 0 <= s['idx'] < 12 and s['key_weights'].sum() == pytest.approx(1.0)
+        center = s['lq'][1, 0].numpy()
+        assert np.abs(center - area_average(s['gt'][0].numpy())).max() < 2.5 / 255
+        # the key frames' own LR equivalents are consistent too (same crop, same flips)
+        k0 = area_average(s['hq'][0, 0].numpy())
+        assert k0.shape == center.shape
+
+
+def test_lr_poisson_noise_and_lr_only(reds_root):
+    random.seed(0)
+    np.random.seed(0)
+    clean = build_dataset(reds_dataset_opt(reds_root, use_hflip=False, use_rot=False))
+    noisy = build_dataset(reds_dataset_opt(reds_root, use_hflip=False, use_rot=False, b0_log10_range=[2, 2]))
+    random.seed(1)
+    a = clean[0]
+    random.seed(1)
+    b = noisy[0]
+    assert torch.equal(a['gt'], b['gt']) and torch.equal(a['hq'], b['hq'])
+    diff = (b['lq'] - a['lq']).numpy()
+    # Poisson at b0 = 100: variance x / b0
+    assert diff.std() == pytest.approx(np.sqrt(a['lq'].numpy().mean() / 100), rel=0.3)
+    lr_only = build_dataset(reds_dataset_opt(reds_root, num_frame_hi=0))
+    assert lr_only[0]['hq'].shape[0] == 0
+
+
+def test_bad_training_options(reds_root):
+    with pytest.raises(ValueError, match='multiple of the scale'):
+        build_dataset(reds_dataset_opt(reds_root, gt_size=30))
+    with pytest.raises(ValueError, match='smaller than gt_size'):
+        build_dataset(reds_dataset_opt(reds_root, gt_size=128))
+    with pytest.raises(ValueError, match='period_range'):
+        build_dataset(reds_dataset_opt(reds_root, period_range=[8, 2]))
+    with pytest.raises(ValueError, match='val_partition'):
+        build_dataset(reds_dataset_opt(reds_root, val_partition='REDS5'))
+
+
+def test_sequence_test_dataset_covers_every_time_step(reds_root):
+    opt = dict(name='val', type='STFSequenceTestDataset', phase='val', dataroot_gt=str(reds_root / 'train_sharp_gray'),
+               dataroot_lq=str(reds_root / 'train_sharp_bicubic_gray' / 'X4'),
+               meta_info_file=str(reds_root / 'meta_info_REDS_GT.txt'), val_partition='REDS4', period=5, lr_sep=2)
+    ds = build_dataset(opt)
+    assert [s.name for s in ds.sequences] == ['000'] and len(ds) == 12
+    items = [ds[i] for i in range(len(ds))]
+    assert [it['idx'] for it in items] == list(range(12))
+    assert [it['is_key'] for it in items] == [t % 5 == 0 for t in range(12)]
+    it = items[7]
+    assert set(it) >= {'lq', 'hq', 'gt', 'folder', 'idx', 'is_key', 'key_weights', 'lq_key'}
+    assert it['folder'] == '000' and it['key_idx'].tolist() == [5, 10]
+    seq = ds.sequences[0]
+    assert np.array_equal(it['lq'][:, 0].numpy(), np.stack([seq.read_lr(i) for i in (5, 7, 9)]))
+    assert np.array_equal(it['hq'][1, 0].numpy(), seq.read_hr(10))
+    assert np.array_equal(it['gt'][0].numpy(), seq.read_hr(7))
+    assert it['key_weights'].tolist() == pytest.approx([0.6, 0.4])
+    assert items[0]['key_weights'].tolist() == [1.0, 0.0]
+    assert items[11]['key_idx'].tolist() == [10, 10]  # clamped to the last key frame
+    clips = build_dataset(dict(opt, clips=['001', '002']))
+    assert len(clips) == 24
+    with pytest.raises(ValueError, match='too large'):
+        build_dataset(dict(opt, lr_sep=12))
+    with pytest.raises(ValueError, match='period'):
+        build_dataset(dict(opt, period=0))

@@ -1,0 +1,131 @@
+import h5py
+import numpy as np
+import pytest
+import tifffile
+
+from helpers import area_average, moving_scene, write_pair_sequence
+from xfusion.data.sequence_io import (
+    FolderSequence,
+    H5Sequence,
+    IntensityScale,
+    SequenceError,
+    list_frames,
+    open_xray_root,
+    read_frame,
+    write_frame,
+)
+
+
+def test_natural_sort(tmp_path):
+    for name in ['f10.png', 'f2.png', 'f1.png', 'notes.txt']:
+        (tmp_path / name).write_bytes(b'')
+    assert [p.name for p in list_frames(tmp_path)] == ['f1.png', 'f2.png', 'f10.png']
+
+
+@pytest.mark.parametrize('suffix', ['.png', '.tif'])
+def test_16_bit_round_trip_is_bit_identical(tmp_path, suffix):
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 65536, (24, 20), dtype=np.uint16)
+    write_frame(tmp_path / f'a{suffix}', frame)
+    back = read_frame(tmp_path / f'a{suffix}')
+    assert back.dtype == np.uint16 and np.array_equal(back, frame)
+    scale = IntensityScale.for_dtype(np.uint16)
+    unit = scale.to_unit(back)
+    assert unit.dtype == np.float32
+    assert np.array_equal(scale.from_unit(unit), frame)  # never through 8 bits
+    assert len(np.unique(unit)) > 256
+
+
+def test_fixed_user_range_not_per_frame():
+    scale = IntensityScale.for_dtype(np.uint16, (1000, 5000))
+    dark = np.full((2, 2), 1000, np.uint16)
+    assert scale.to_unit(dark).max() == 0.0  # a dark frame is not stretched
+    assert scale.to_unit(np.full((2, 2), 3000, np.uint16))[0, 0] == pytest.approx(0.5)
+    with pytest.raises(ValueError):
+        IntensityScale.for_dtype(np.uint16, (5, 5))
+
+
+def make_xray_pair(root, name, frames=6, dtype=np.uint16):
+    scene = moving_scene(frames, (32, 48))
+    write_pair_sequence(root / name / 'HR', root / name / 'LR', scene, dtype)
+    return scene
+
+
+def test_folder_and_hdf5_give_identical_frames(tmp_path):
+    make_xray_pair(tmp_path / 'folders', 'seq_a')
+    folder = open_xray_root(tmp_path / 'folders')[0]
+    with h5py.File(tmp_path / 'seq_a.h5', 'w') as f:
+        f['lr'] = np.stack([read_frame(p) for p in folder.lr_files])
+        f['hr'] = np.stack([read_frame(p) for p in folder.hr_files])
+    h5 = H5Sequence(tmp_path / 'seq_a.h5')
+    assert (h5.num_frames, h5.lr_shape, h5.hr_shape) == (6, (8, 12), (32, 48))
+    for t in range(6):
+        assert np.array_equal(h5.read_lr(t), folder.read_lr(t))
+        assert np.array_equal(h5.read_hr(t), folder.read_hr(t))
+    assert folder.read_lr(0).dtype == np.float32
+
+
+def test_hdf5_real_experiment_key_frames_only(tmp_path):
+    with h5py.File(tmp_path / 'real.h5', 'w') as f:
+        f['lr'] = np.zeros((10, 4, 4), np.uint16)
+        f['hr'] = np.ones((2, 16, 16), np.uint16)
+        f['hr_index'] = [0, 8]
+    seq = H5Sequence(tmp_path / 'real.h5')
+    assert seq.hr_index == [0, 8] and seq.read_hr(8).shape == (16, 16)
+    with pytest.raises(SequenceError, match='no HR frame at time step 3'):
+        seq.read_hr(3)
+
+
+def test_errors_name_the_file(tmp_path):
+    # LR not exactly 4x smaller
+    write_frame(tmp_path / 'a' / 'HR' / '0.png', np.zeros((32, 32), np.uint8))
+    write_frame(tmp_path / 'a' / 'LR' / '0.png', np.zeros((9, 8), np.uint8))
+    with pytest.raises(SequenceError, match=r'HR must be exactly 4x LR') as err:
+        FolderSequence(tmp_path / 'a' / 'HR', tmp_path / 'a' / 'LR')
+    assert 'HR/0.png' in str(err.value)
+    # counts differ
+    write_frame(tmp_path / 'b' / 'HR' / '0.png', np.zeros((32, 32), np.uint8))
+    write_frame(tmp_path / 'b' / 'HR' / '1.png', np.zeros((32, 32), np.uint8))
+    write_frame(tmp_path / 'b' / 'LR' / '0.png', np.zeros((8, 8), np.uint8))
+    with pytest.raises(SequenceError, match='2 frames but .* has 1'):
+        FolderSequence(tmp_path / 'b' / 'HR', tmp_path / 'b' / 'LR')
+    # empty folder
+    (tmp_path / 'c' / 'HR').mkdir(parents=True)
+    (tmp_path / 'c' / 'LR').mkdir(parents=True)
+    with pytest.raises(SequenceError, match='c/HR: no frames'):
+        FolderSequence(tmp_path / 'c' / 'HR', tmp_path / 'c' / 'LR')
+    # unreadable frame
+    (tmp_path / 'bad.png').write_bytes(b'not a png')
+    with pytest.raises(SequenceError, match='bad.png: unreadable'):
+        read_frame(tmp_path / 'bad.png')
+    (tmp_path / 'bad.tif').write_bytes(b'II*\x00garbage')
+    with pytest.raises(SequenceError, match='bad.tif: unreadable'):
+        read_frame(tmp_path / 'bad.tif')
+    # a frame of another bit depth in the middle of a sequence
+    make_xray_pair(tmp_path / 'mixed', 's', frames=3)
+    write_frame(tmp_path / 'mixed' / 's' / 'LR' / '00000002.png', np.zeros((8, 12), np.uint8))
+    seq = open_xray_root(tmp_path / 'mixed')[0]
+    with pytest.raises(SequenceError, match='00000002.png: frame is uint8.*mixed bit depths'):
+        seq.read_lr(2)
+    # hdf5 without hr
+    with h5py.File(tmp_path / 'nohr.h5', 'w') as f:
+        f['lr'] = np.zeros((3, 4, 4), np.uint8)
+    with pytest.raises(SequenceError, match="nohr.h5: no dataset 'hr'"):
+        H5Sequence(tmp_path / 'nohr.h5')
+    with pytest.raises(SequenceError, match='no sequences'):
+        open_xray_root(tmp_path / 'c')
+
+
+def test_colour_frames_become_gray_luma(tmp_path):
+    rgb = np.zeros((4, 4, 3), np.uint8)
+    rgb[..., 2] = 200  # red in cv2's BGR order
+    write_frame(tmp_path / 'c.png', rgb)
+    gray = read_frame(tmp_path / 'c.png')
+    assert gray.shape == (4, 4) and gray[0, 0] == round(0.299 * 200)
+    tifffile.imwrite(tmp_path / 'c.tif', rgb[..., ::-1].copy())  # RGB order in TIFF
+    assert read_frame(tmp_path / 'c.tif')[0, 0] == gray[0, 0]
+
+
+def test_area_average_helper_matches_lr():
+    img = np.arange(64, dtype=float).reshape(8, 8)
+    assert area_average(img)[0, 0] == img[:4, :4].mean()

@@ -1,0 +1,424 @@
+"""Register the HR camera onto the x4-upsampled LR grid.
+
+The two cameras of an experiment see the same sample on different pixel grids. Fusion needs every HR-camera
+frame resampled onto the x4 grid of the LR camera (4h x 4w for an h x w LR frame). This module estimates the
+similarity transform (scale, rotation, shift) between the two cameras from simultaneous frames, stores it as
+JSON and warps HR frames with it.
+
+Conventions (those of ``cv2.warpAffine``): pixel (row i, column j) has its centre at (x=j, y=i), so an image of
+width w covers x in [-0.5, w - 0.5]. LR pixel (x, y) covers the 4 x 4 block of x4-grid pixels whose centres are
+4x .. 4x + 3, i.e. its centre lies at x4-grid coordinate 4x + 1.5 (the half-pixel convention of ``cv2.resize``).
+``matrix`` maps HR-camera pixel centres (x, y, 1) to x4-grid coordinates; it is the identity when the HR frame
+is exactly the x4 grid image. ``scale`` is x4-grid pixels per HR pixel (1.0: HR pixels are exactly 4x finer
+than LR pixels), ``rotation_deg`` is atan2(m10, m00) (with y pointing down, positive turns the HR image
+clockwise on the grid) and ``shift_xy`` is the matrix's last column: where HR pixel (0, 0) lands on the grid.
+
+Method: (1) coarse scale + rotation by Fourier-Mellin (phase correlation of log-polar magnitude spectra of
+windowed, high-pass filtered images) on an x2 working grid, with the HR frame blurred to the LR resolution;
+(2) coarse shift by phase correlation, trying both rotations of the 180-degree ambiguity of the spectra;
+(3) refinement of (scale, rotation, tx, ty) by least squares on the LR grid: the warped HR frame is 4x4 area
+averaged (the LR camera's pixel model) and compared with the LR frame, with an intensity gain and offset fitted
+in closed form, so cameras of different sensitivity register as well.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+from scipy import ndimage, optimize
+
+from xfusion.data.sequence_io import IntensityScale, read_frame
+
+SCALE = 4  # x4 grid pixels per LR pixel
+REQUIRED_KEYS = ('matrix', 'scale', 'rotation_deg', 'shift_xy', 'residual', 'output_shape')
+_WORK = 2  # x4-grid pixels per working-grid pixel of the coarse step: keeps every LR frequency, 4x fewer pixels
+_FD_STEP = 0.05  # finite-difference step of the refinement, in grid pixels; cv2 warps quantise to 1/32 pixel
+
+
+# --------------------------------------------------------------------------------------------- small helpers
+
+
+def _as_frame(images: np.ndarray, name: str) -> np.ndarray:
+    """A 2-D float32 frame; a stack (N, h, w) is averaged (several frames beat the noise down)."""
+    arr = np.asarray(images, dtype=np.float32)
+    if arr.ndim == 3:
+        if arr.shape[0] == 0:
+            raise ValueError(f'{name}: empty stack of frames')
+        arr = arr.mean(axis=0)
+    if arr.ndim != 2:
+        raise ValueError(f'{name}: expected a 2-D frame or an (N, height, width) stack, got shape {arr.shape}')
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f'{name}: frame has NaN or infinite values')
+    return np.ascontiguousarray(arr)
+
+
+def _h3(matrix: np.ndarray) -> np.ndarray:
+    """2x3 affine -> 3x3 homogeneous, for composing maps."""
+    out = np.eye(3)
+    out[:2] = matrix
+    return out
+
+
+def _resize_map(factor: float) -> np.ndarray:
+    """3x3 map from source to destination pixel centres of cv2.resize by ``factor``."""
+    return np.array([[factor, 0, 0.5 * factor - 0.5], [0, factor, 0.5 * factor - 0.5], [0, 0, 1]])
+
+
+def _similarity(scale: float, theta: float, centre_src: np.ndarray, centre_dst: np.ndarray) -> np.ndarray:
+    """3x3 similarity that scales/rotates about ``centre_src`` and puts it at ``centre_dst``."""
+    c, s = scale * math.cos(theta), scale * math.sin(theta)
+    rot = np.array([[c, -s], [s, c]])
+    out = np.eye(3)
+    out[:2, :2] = rot
+    out[:2, 2] = np.asarray(centre_dst, float) - rot @ np.asarray(centre_src, float)
+    return out
+
+
+def _centre(shape: tuple[int, ...]) -> np.ndarray:
+    return np.array([(shape[1] - 1) / 2, (shape[0] - 1) / 2])
+
+
+def _area_average(img: np.ndarray, factor: int = SCALE) -> np.ndarray:
+    h, w = img.shape[0] // factor, img.shape[1] // factor
+    return img[:h * factor, :w * factor].reshape(h, factor, w, factor).mean(axis=(1, 3))
+
+
+def _upsample(lr: np.ndarray, factor: int) -> np.ndarray:
+    h, w = lr.shape
+    return cv2.resize(lr, (w * factor, h * factor), interpolation=cv2.INTER_CUBIC)
+
+
+def describe(matrix: np.ndarray) -> tuple[float, float, list[float]]:
+    """(scale, rotation_deg, shift_xy) of a 2x3 similarity matrix."""
+    m = np.asarray(matrix, float)
+    return (float(math.hypot(m[0, 0], m[1, 0])), float(math.degrees(math.atan2(m[1, 0], m[0, 0]))),
+            [float(m[0, 2]), float(m[1, 2])])
+
+
+# --------------------------------------------------------------------------------------------- coarse step
+
+
+def _hann(shape: tuple[int, int]) -> np.ndarray:
+    return np.outer(np.hanning(shape[0]), np.hanning(shape[1])).astype(np.float32)
+
+
+def _log_polar_spectrum(img: np.ndarray, n: int, radii: np.ndarray, angles: np.ndarray) -> np.ndarray:
+    """High-pass filtered magnitude spectrum of the windowed image, sampled on a log-polar grid."""
+    win = (img - img.mean()) * _hann(img.shape)
+    mag = np.fft.fftshift(np.abs(np.fft.fft2(win, s=(n, n))))
+    # Reddy & Chatterji high-pass: flattens the 1/f fall-off so that texture, not the DC lobe, drives the match
+    f = np.fft.fftshift(np.fft.fftfreq(n))
+    x = np.outer(np.cos(np.pi * f), np.cos(np.pi * f))
+    mag *= (1.0 - x) * (2.0 - x)
+    c = n // 2  # fftshift puts zero frequency at index n // 2
+    rr, aa = np.meshgrid(radii, angles)
+    coords = np.array([c + rr * np.sin(aa), c + rr * np.cos(aa)])  # (row, col)
+    return ndimage.map_coordinates(mag, coords, order=1).astype(np.float32)
+
+
+def _phase_correlate(a: np.ndarray, b: np.ndarray, window: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """Shift (dx, dy) with b(x) ~ a(x - d), and the peak response (cv2.phaseCorrelate)."""
+    a = np.ascontiguousarray(a, np.float32)
+    b = np.ascontiguousarray(b, np.float32)
+    (dx, dy), response = cv2.phaseCorrelate(a, b, window) if window is not None else cv2.phaseCorrelate(a, b)
+    return np.array([dx, dy]), float(response)
+
+
+def _scale_rotation(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Scale and rotation (mod pi) of the similarity that maps b's pixels onto a's (Fourier-Mellin)."""
+    n = int(max(a.shape + b.shape))
+    n += n % 2
+    # band of useful radii: above the window's DC lobe, up to a little past the LR Nyquist (n/4 on the x2 grid)
+    r_min, r_max = max(3.0, 0.02 * n), 0.35 * n
+    n_r, n_a = 192, 360
+    radii = np.exp(np.linspace(math.log(r_min), math.log(r_max), n_r))
+    angles = np.linspace(0.0, math.pi, n_a, endpoint=False)  # magnitude spectra are point symmetric
+    lp_a = _log_polar_spectrum(a, n, radii, angles)
+    lp_b = _log_polar_spectrum(b, n, radii, angles)
+    window = np.repeat(np.hanning(n_r)[None].astype(np.float32), n_a, axis=0)  # angle axis is periodic
+    (d_r, d_a), _ = _phase_correlate(lp_a, lp_b, window)
+    log_step = math.log(r_max / r_min) / (n_r - 1)
+    # a is b magnified by s: a's spectrum is b's shrunk by s, i.e. moved by -log(s) along log r
+    scale = math.exp(-d_r * log_step)
+    theta = d_a * math.pi / n_a
+    return scale, theta
+
+
+def _coarse(lr: np.ndarray, hr: np.ndarray) -> np.ndarray:
+    """3x3 map HR pixel -> x4-grid pixel from Fourier-Mellin and phase correlation, about +-1 LR pixel good."""
+    a = _upsample(lr, SCALE // _WORK)  # LR on the working grid
+    to_grid = _resize_map(_WORK)  # working-grid pixel -> x4-grid pixel (pixel-centre maps of cv2.resize)
+    s0 = 1.0
+    for _ in range(3):
+        # HR on the working grid at the current scale guess, blurred to LR resolution as the LR camera sees it
+        z = s0 / _WORK
+        size = (max(8, round(hr.shape[1] * z)), max(8, round(hr.shape[0] * z)))
+        b = cv2.resize(hr, size, interpolation=cv2.INTER_AREA if z < 1 else cv2.INTER_CUBIC)
+        zx, zy = size[0] / hr.shape[1], size[1] / hr.shape[0]
+        hr_to_b = np.array([[zx, 0, 0.5 * zx - 0.5], [0, zy, 0.5 * zy - 0.5], [0, 0, 1]])
+        small = (max(4, size[0] // _WORK), max(4, size[1] // _WORK))
+        b = cv2.resize(cv2.resize(b, small, interpolation=cv2.INTER_AREA), size, interpolation=cv2.INTER_CUBIC)
+        scale, theta = _scale_rotation(a, b)
+        if abs(math.log(scale)) < 0.1:
+            break
+        s0 *= scale  # far off: redo with HR resampled near the right scale, so the blur and band match
+    best = None
+    for rot in (theta, theta + math.pi):  # the spectra cannot tell theta from theta + pi
+        sim = _similarity(scale, rot, _centre(b.shape), _centre(a.shape))
+        warped = cv2.warpAffine(b, sim[:2], (a.shape[1], a.shape[0]), flags=cv2.INTER_LINEAR,
+                                borderMode=cv2.BORDER_CONSTANT, borderValue=float(b.mean()))
+        shift, response = _phase_correlate(a, warped, _hann(a.shape))
+        if best is None or response > best[0]:
+            move = np.eye(3)
+            move[:2, 2] = -shift  # warped(x) ~ a(x - shift): move warped by -shift onto a
+            best = (response, move @ sim)
+    return to_grid @ best[1] @ hr_to_b
+
+
+# --------------------------------------------------------------------------------------------- refinement
+
+
+class _Model:
+    """LR-grid residual of a similarity (centre-based parameters in x4-grid pixels) for least squares."""
+
+    def __init__(self, lr: np.ndarray, hr: np.ndarray):
+        self.lr, self.hr = lr, hr
+        self.grid = (lr.shape[0] * SCALE, lr.shape[1] * SCALE)
+        self.c_hr = _centre(hr.shape)
+        # half the HR diagonal on the grid: scale and angle in units of the displacement they cause there
+        self.radius = 0.5 * math.hypot(*hr.shape)
+        self.mask = np.ones(lr.shape, bool)
+        self.sigma = 0.0
+
+    def to_params(self, m3: np.ndarray) -> np.ndarray:
+        scale, rot, _ = describe(m3[:2])
+        centre = m3[:2, :2] @ self.c_hr + m3[:2, 2]
+        return np.array([math.log(scale) * self.radius, math.radians(rot) * self.radius, centre[0], centre[1]])
+
+    def to_matrix(self, p: np.ndarray) -> np.ndarray:
+        scale = math.exp(p[0] / self.radius)
+        return _similarity(scale, p[1] / self.radius, self.c_hr, p[2:4])
+
+    def simulate(self, m3: np.ndarray, image: np.ndarray | None = None, border: int = cv2.BORDER_REPLICATE,
+                 ) -> np.ndarray:
+        """What the LR camera would see of the (warped) HR frame: the 4x4 area average on the grid."""
+        src = self.hr if image is None else image
+        warped = cv2.warpAffine(src, m3[:2], (self.grid[1], self.grid[0]), flags=cv2.INTER_LINEAR,
+                                borderMode=border, borderValue=0.0)
+        return _area_average(warped)
+
+    def coverage(self, m3: np.ndarray, erode: int) -> np.ndarray:
+        """LR pixels that the HR field of view covers fully, shrunk by ``erode`` pixels for safety."""
+        ones = np.ones(self.hr.shape, np.float32)
+        cover = self.simulate(m3, ones, cv2.BORDER_CONSTANT) > 0.999
+        if erode > 0:
+            cover = ndimage.binary_erosion(cover, iterations=erode)
+        return cover
+
+    def fit(self, sim: np.ndarray) -> tuple[np.ndarray, float, float]:
+        """Residual lr - (gain * sim + offset) on the mask; gain and offset by linear least squares."""
+        lr = self.lr
+        if self.sigma > 0:
+            sim = cv2.GaussianBlur(sim, (0, 0), self.sigma)
+            lr = cv2.GaussianBlur(lr, (0, 0), self.sigma)
+        x, y = sim[self.mask].astype(np.float64), lr[self.mask].astype(np.float64)
+        var = x.var()
+        gain = float(((x - x.mean()) * (y - y.mean())).mean() / var) if var > 1e-12 else 0.0
+        offset = float(y.mean() - gain * x.mean())
+        return gain * x + offset - y, gain, offset
+
+    def residuals(self, p: np.ndarray) -> np.ndarray:
+        return self.fit(self.simulate(self.to_matrix(p)))[0]
+
+    def jacobian(self, p: np.ndarray) -> np.ndarray:
+        # central differences with a step far above the 1/32-pixel quantisation of cv2 warps
+        cols = []
+        for i in range(p.size):
+            step = np.zeros_like(p)
+            step[i] = _FD_STEP
+            cols.append((self.residuals(p + step) - self.residuals(p - step)) / (2 * _FD_STEP))
+        return np.stack(cols, axis=1)
+
+
+def _refine(model: _Model, m3: np.ndarray) -> np.ndarray:
+    """Least-squares refinement, first on blurred images (wider basin), then at full LR resolution."""
+    p = model.to_params(m3)
+    for sigma in (1.5, 0.0):
+        model.sigma = sigma
+        model.mask = model.coverage(model.to_matrix(p), erode=2)
+        if model.mask.sum() < 16:
+            raise ValueError('the HR frame hardly overlaps the LR frame; cannot register')
+        result = optimize.least_squares(model.residuals, p, jac=model.jacobian, method='lm', xtol=1e-6,
+                                        ftol=1e-10, max_nfev=200)
+        p = result.x
+    return model.to_matrix(p)
+
+
+# --------------------------------------------------------------------------------------------- public API
+
+
+def estimate_transform(lr: np.ndarray, hr: np.ndarray) -> dict:
+    """Similarity transform from HR-camera pixels onto the x4-upsampled LR grid, from simultaneous frames.
+
+    ``lr`` (h, w) and ``hr`` (H, W, any size) are float intensities (e.g. [0, 1]); stacks (N, h, w) / (N, H, W)
+    are averaged first. Returns a JSON-ready dict: ``matrix`` (2x3, HR pixel (x, y, 1) -> x4-grid pixel),
+    ``scale``, ``rotation_deg``, ``shift_xy`` (see the module docstring for the conventions), ``output_shape``
+    [4h, 4w], ``residual``: RMS of LR - (gain * A(warped HR) + offset) over the LR pixels the HR field of view
+    covers, where A is the 4x4 area average (the LR pixel) and gain/offset are the least-squares intensity
+    match (reported as ``intensity_gain`` / ``intensity_offset``); in the units of the input, so on [0, 1]
+    intensities it is a fraction of the full range. ``overlap`` is the fraction of LR pixels the HR field of
+    view covers.
+    """
+    lr = _as_frame(lr, 'lr')
+    hr = _as_frame(hr, 'hr')
+    if min(lr.shape) < 8 or min(hr.shape) < 16:
+        raise ValueError(f'frames too small to register: lr {lr.shape}, hr {hr.shape}')
+    # the coarse step wants comparable contrast; the refinement fits gain and offset itself
+    lr_n = (lr - lr.mean()) / (lr.std() + 1e-12)
+    hr_n = (hr - hr.mean()) / (hr.std() + 1e-12)
+    model = _Model(lr, hr)
+    m3 = _refine(model, _coarse(lr_n, hr_n))
+    model.sigma = 0.0
+    model.mask = model.coverage(m3, erode=0)
+    res, gain, offset = model.fit(model.simulate(m3))
+    scale, rotation, shift = describe(m3[:2])
+    return {
+        'matrix': [[float(v) for v in row] for row in m3[:2]],
+        'scale': scale,
+        'rotation_deg': rotation,
+        'shift_xy': shift,
+        'residual': float(np.sqrt(np.mean(res ** 2))),
+        'output_shape': [int(model.grid[0]), int(model.grid[1])],
+        'intensity_gain': gain,
+        'intensity_offset': offset,
+        'overlap': float(model.mask.mean()),
+    }
+
+
+def warp_to_lr_grid(hr: np.ndarray, transform: dict, output_shape: tuple[int, int] | None = None) -> np.ndarray:
+    """HR-camera frame(s) (H, W) or (N, H, W) resampled onto the x4 LR grid with ``transform['matrix']``.
+
+    Bicubic, border replicate, float32 out in the units of the input (no rescaling; [0, 1] stays [0, 1]);
+    values are clipped to the input's range so cubic overshoot cannot leave it. ``output_shape`` defaults to
+    ``transform['output_shape']``.
+    """
+    matrix = _check_matrix(transform.get('matrix'), 'transform')
+    shape = output_shape if output_shape is not None else transform.get('output_shape')
+    shape = _check_shape(shape, 'transform')
+    arr = np.asarray(hr, dtype=np.float32)
+    if arr.ndim == 3:
+        return np.stack([warp_to_lr_grid(frame, transform, shape) for frame in arr])
+    if arr.ndim != 2:
+        raise ValueError(f'expected a 2-D HR frame or an (N, H, W) stack, got shape {arr.shape}')
+    out = cv2.warpAffine(arr, matrix, (shape[1], shape[0]), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    return np.clip(out, arr.min(), arr.max()).astype(np.float32)
+
+
+def _check_matrix(value, where: str) -> np.ndarray:
+    try:
+        m = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        m = None
+    if m is None or m.shape != (2, 3) or not np.all(np.isfinite(m)):
+        raise ValueError(f'{where}: key "matrix" must be a 2x3 list of finite numbers, got {value!r}')
+    if abs(np.linalg.det(m[:, :2])) < 1e-9:
+        raise ValueError(f'{where}: key "matrix" is singular: {value!r}')
+    return m
+
+
+def _check_shape(value, where: str) -> tuple[int, int]:
+    if (not isinstance(value, (list, tuple)) or len(value) != 2
+            or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in value)):
+        raise ValueError(f'{where}: key "output_shape" must be [height, width] (positive integers), got {value!r}')
+    return int(value[0]), int(value[1])
+
+
+def validate_transform(transform: dict, where: str = 'transform') -> dict:
+    """Check the keys and values of a transform dict; ValueError naming ``where`` and the bad key."""
+    if not isinstance(transform, dict):
+        raise ValueError(f'{where}: expected a JSON object with keys {", ".join(REQUIRED_KEYS)}')
+    for key in REQUIRED_KEYS:
+        if key not in transform:
+            raise ValueError(f'{where}: missing key "{key}" (a transform needs {", ".join(REQUIRED_KEYS)})')
+    _check_matrix(transform['matrix'], where)
+    _check_shape(transform['output_shape'], where)
+    for key in ('scale', 'rotation_deg', 'residual'):
+        value = transform[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f'{where}: key "{key}" must be a finite number, got {value!r}')
+    if transform['scale'] <= 0:
+        raise ValueError(f'{where}: key "scale" must be positive, got {transform["scale"]!r}')
+    shift = transform['shift_xy']
+    if (not isinstance(shift, (list, tuple)) or len(shift) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in shift)):
+        raise ValueError(f'{where}: key "shift_xy" must be [tx, ty] (finite numbers), got {shift!r}')
+    return transform
+
+
+def save_transform(transform: dict, path: str | Path) -> None:
+    """Write a transform as JSON (validated first, so a bad dict never reaches the disk)."""
+    path = Path(path)
+    validate_transform(transform, str(path))
+    text = json.dumps(transform, indent=2) + '\n'
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def load_transform(path: str | Path) -> dict:
+    """Read and validate a transform JSON; ValueError naming the file and the missing or bad key."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f'{path}: transform file not found')
+    try:
+        transform = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f'{path}: not valid JSON ({error})') from error
+    return validate_transform(transform, str(path))
+
+
+# --------------------------------------------------------------------------------------------- CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``xfusion register``."""
+    parser.add_argument('--lr', required=True, nargs='+', metavar='FRAME',
+                        help='LR-camera frame(s) (PNG/TIFF); several are averaged')
+    parser.add_argument('--hr', required=True, nargs='+', metavar='FRAME',
+                        help='HR-camera frame(s) taken at the same times; several are averaged')
+    parser.add_argument('--out', required=True, metavar='FILE.json', help='where to write the transform')
+
+
+def _read_mean(paths: list[str]) -> np.ndarray:
+    """Average of frames scaled to [0, 1] by their dtype range; all must have one shape."""
+    frames = []
+    for name in paths:
+        path = Path(name)
+        if not path.is_file():
+            raise ValueError(f'{path}: no such file')
+        img = read_frame(path)
+        if frames and img.shape != frames[0].shape:
+            raise ValueError(f'{path}: frame is {img.shape[0]}x{img.shape[1]}, '
+                             f'{paths[0]} is {frames[0].shape[0]}x{frames[0].shape[1]}')
+        frames.append(IntensityScale.for_dtype(img.dtype).to_unit(img))
+    return np.mean(frames, axis=0)
+
+
+def run(args: argparse.Namespace) -> int:
+    """``xfusion register``: estimate the transform and write it; 2 on bad input, writing nothing."""
+    try:
+        lr = _read_mean(args.lr)
+        hr = _read_mean(args.hr)
+        transform = estimate_transform(lr, hr)
+        save_transform(transform, args.out)
+    except (ValueError, OSError) as error:
+        print(f'xfusion register: error: {error}', file=sys.stderr)
+        return 2
+    t = transform
+    print(f'scale {t["scale"]:.5f}, rotation {t["rotation_deg"]:+.3f} deg, shift ({t["shift_xy"][0]:+.2f}, '
+          f'{t["shift_xy"][1]:+.2f}) px, residual {t["residual"]:.4f} -> {args.out}')
+    return 0
