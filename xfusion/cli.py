@@ -1,8 +1,16 @@
-"""The ``xfusion`` command: data preparation and synthetic data (more subcommands join here)."""
+"""The ``xfusion`` command: data preparation, synthetic data, fusion of experiments, evaluation, benchmark."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+
+# subcommands that live in their own module, each with add_arguments(parser) and run(args) -> exit code
+MODULE_COMMANDS = {
+    'fuse': ('xfusion.fuse', 'fuse a real two-camera experiment into an HR sequence at the LR frame rate'),
+    'register': ('xfusion.register', 'estimate the HR-camera -> x4 LR grid similarity transform'),
+    'evaluate': ('xfusion.evaluate', 'compare STF with the baselines across periods, LR separations and noise'),
+}
 
 
 def _synth(args: argparse.Namespace) -> None:
@@ -44,6 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     gray.add_argument('--src', required=True, help='REDS root with train_sharp/ and train_sharp_bicubic/X4/')
     gray.add_argument('--workers', type=int, default=None, help='threads (default: all cores)')
     gray.set_defaults(func=_reds_gray)
+
+    for name, (module_name, help_text) in MODULE_COMMANDS.items():
+        module = importlib.import_module(module_name)
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(command)
+        command.set_defaults(func=module.run)
     return parser
 
 
@@ -52,11 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, 'hr_size', 0) is None:
         args.hr_size = (192, 320) if args.kind == 'reds' else (128, 128)
     try:
-        args.func(args)
+        code = args.func(args)
     except (ValueError, FileNotFoundError) as error:
         print(f'xfusion {args.command}: error: {error}', file=sys.stderr)
         return 2
-    return 0
+    return code or 0
 
 
 if __name__ == '__main__':

@@ -92,58 +92,58 @@ class EDVRSTF(nn.Module):
         self.lrelu = nn.LeakyReLU(negative_slope=0.1, inplace=True)
         use_fast_deform_conv(self, fast_deform_conv)
 
-    # The forward pass in stages, so that sequence inference can cache per-frame results.
-    def lr_features(self, lq: torch.Tensor) -> torch.Tensor:
-        """(N, C, h, w) LR frames -> (N, F, h, w) level-1 features."""
-        return self.lrelu(self.conv_first(lq))
-
-    def hr_features(self, hq: torch.Tensor) -> torch.Tensor:
-        """(N, C, 4h, 4w) key frames -> (N, F, h, w) level-1 features on the LR grid."""
-        return encode_hr(self, self.hr_encoder, hq)
-
-    def pyramid(self, feat_l1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(N, F, h, w) level-1 features -> the three pyramid levels of every frame."""
-        feat_l1 = self.feature_extraction(feat_l1)
+    # The forward pass in two stages, so that sequence inference (xfusion.inference) can compute
+    # each frame's features once and reuse them in every window the frame appears in:
+    #   encode(frames, key) -> per-frame features;  decode(LR features, key features, ...) -> HR frame.
+    def encode(self, frames: torch.Tensor, key: bool = False) -> tuple[torch.Tensor, ...]:
+        """(N, C, h, w) LR frames, or (N, C, 4h, 4w) key frames -> their (L1, L2, L3) pyramid on the LR grid."""
+        feat = encode_hr(self, self.hr_encoder, frames) if key else self.lrelu(self.conv_first(frames))
+        feat_l1 = self.feature_extraction(feat)
         feat_l2 = self.lrelu(self.conv_l2_2(self.lrelu(self.conv_l2_1(feat_l1))))
         feat_l3 = self.lrelu(self.conv_l3_2(self.lrelu(self.conv_l3_1(feat_l2))))
         return feat_l1, feat_l2, feat_l3
 
-    def fuse(self, pyramids: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-        """Align each frame's pyramid (LR frames first, then key frames) to the centre LR frame, fuse."""
-        ref = pyramids[self.center_frame_idx]
-        aligned = torch.stack([self.pcd_align(list(p), list(ref)) for p in pyramids], dim=1)
+    def decode(self, lr_feats: list[tuple[torch.Tensor, ...]], key_feats: list[tuple[torch.Tensor, ...]],
+               lq_center: torch.Tensor, hq: torch.Tensor | None, key_weights: torch.Tensor | None) -> torch.Tensor:
+        """Per-frame pyramids of the LR window and the key frames -> HR frame at the centre time.
+
+        PCD-aligns every frame to the centre LR frame, fuses (TSA), reconstructs, adds the base.
+        """
+        pyramids = lr_feats + key_feats
+        ref = list(pyramids[self.center_frame_idx])
+        aligned = torch.stack([self.pcd_align(list(p), ref) for p in pyramids], dim=1)
         if not self.with_tsa:
             aligned = aligned.flatten(1, 2)
-        return self.fusion(aligned)
-
-    def reconstruct(self, feat: torch.Tensor, lq_center: torch.Tensor, hq: torch.Tensor | None,
-                    key_weights: torch.Tensor | None) -> torch.Tensor:
-        """Fused LR-grid features -> HR frame (residual + base)."""
+        feat = self.fusion(aligned)
         out = self.reconstruction(feat)
         out = self.lrelu(self.pixel_shuffle(self.upconv1(out)))
         out = self.lrelu(self.pixel_shuffle(self.upconv2(out)))
         out = self.conv_last(self.lrelu(self.conv_hr(out)))
         return out + base_image(self, self.base, feat, lq_center, hq, key_weights)
 
-    def forward(self, lq: torch.Tensor, hq: torch.Tensor | None = None,
-                key_weights: torch.Tensor | None = None) -> torch.Tensor:
+    def check_inputs(self, lq: torch.Tensor, hq: torch.Tensor | None) -> None:
         b, t, c, h, w = lq.shape
         if t != self.num_frame:
             raise ValueError(f'expected {self.num_frame} LR frames, got {t}')
         if h % 4 or w % 4:
             raise ValueError(f'LR height and width must be multiples of 4, got {h}x{w}')
-        feats = self.lr_features(lq.flatten(0, 1)).unflatten(0, (b, t))
         if self.num_frame_hi > 0:
             if hq is None or hq.shape[1] != self.num_frame_hi:
                 raise ValueError(f'expected {self.num_frame_hi} HR key frames, got '
                                  f'{None if hq is None else hq.shape[1]}')
             if hq.shape[-2:] != (h * SCALE, w * SCALE):
                 raise ValueError(f'key frames must be {SCALE}x the LR size {h}x{w}, got {tuple(hq.shape[-2:])}')
-            hr = self.hr_features(hq.flatten(0, 1)).unflatten(0, (b, self.num_frame_hi))
-            feats = torch.cat([feats, hr], dim=1)
-        n = feats.shape[1]
-        levels = self.pyramid(feats.flatten(0, 1))
-        levels = [lvl.unflatten(0, (b, n)) for lvl in levels]
-        pyramids = [tuple(lvl[:, i] for lvl in levels) for i in range(n)]
-        feat = self.fuse(pyramids)
-        return self.reconstruct(feat, lq[:, self.center_frame_idx], hq, key_weights)
+
+    def forward(self, lq: torch.Tensor, hq: torch.Tensor | None = None,
+                key_weights: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, C, h, w) LR window + (B, K, C, 4h, 4w) key frames -> (B, C_out, 4h, 4w)."""
+        self.check_inputs(lq, hq)
+        b, t = lq.shape[:2]
+        lr = [level.unflatten(0, (b, t)) for level in self.encode(lq.flatten(0, 1))]
+        lr_feats = [tuple(level[:, i] for level in lr) for i in range(t)]
+        key_feats = []
+        if self.num_frame_hi > 0:
+            k = hq.shape[1]
+            keys = [level.unflatten(0, (b, k)) for level in self.encode(hq.flatten(0, 1), key=True)]
+            key_feats = [tuple(level[:, i] for level in keys) for i in range(k)]
+        return self.decode(lr_feats, key_feats, lq[:, self.center_frame_idx], hq, key_weights)

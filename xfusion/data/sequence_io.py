@@ -283,3 +283,89 @@ def open_reds_clips(dataroot_gt: str | Path, dataroot_lq: str | Path, clips: lis
                                 f'{frame_counts[clip]}')
         sequences.append(seq)
     return sequences
+
+
+class FrameStack:
+    """Frames of one camera, read one at a time: a frame folder, a multi-page TIFF or an HDF5 dataset.
+
+    ``spec`` is a folder, ``file.tif``, or ``file.h5:/dataset/path`` (an (N, H, W) dataset).
+    ``read(i)`` gives the stored frame (2-D, stored dtype); ``scale`` maps it to [0, 1].
+    """
+
+    def __init__(self, spec: str | Path, value_range: tuple[float, float] | None = None):
+        self.spec = str(spec)
+        path, _, dataset = self.spec.partition(':') if '.h5:' in self.spec or '.hdf5:' in self.spec \
+            else (self.spec, '', '')
+        self.path = Path(path)
+        self._handle = None
+        if self.path.is_dir():
+            self.kind, self.files = 'folder', list_frames(self.path)
+            first = read_frame(self.files[0])
+            self.length, self.shape, dtype = len(self.files), first.shape, first.dtype
+        elif not self.path.exists():
+            raise SequenceError(f'{self.path}: not found')
+        elif self.path.suffix.lower() in ('.h5', '.hdf5'):
+            import h5py
+            if not dataset:
+                raise SequenceError(f'{self.path}: give the dataset path too, e.g. {self.path}:/exchange/data')
+            self.kind, self.dataset = 'h5', dataset
+            try:
+                with h5py.File(self.path, 'r') as f:
+                    if dataset not in f:
+                        raise SequenceError(f'{self.path}: no dataset {dataset}')
+                    ds = f[dataset]
+                    if ds.ndim != 3:
+                        raise SequenceError(f'{self.path}:{dataset}: expected (frames, height, width), got {ds.shape}')
+                    self.length, self.shape, dtype = ds.shape[0], tuple(ds.shape[1:]), ds.dtype
+            except OSError as error:
+                raise SequenceError(f'{self.path}: unreadable HDF5 file ({error})') from error
+        elif self.path.suffix.lower() in ('.tif', '.tiff'):
+            self.kind = 'tiff'
+            try:
+                with tifffile.TiffFile(self.path) as tif:
+                    self.length = len(tif.pages)
+                    first = tif.pages[0].asarray()
+            except Exception as error:
+                raise SequenceError(f'{self.path}: unreadable TIFF ({error})') from error
+            if first.ndim != 2:
+                raise SequenceError(f'{self.path}: expected single-channel pages, got {first.shape}')
+            self.shape, dtype = first.shape, first.dtype
+        else:
+            raise SequenceError(f'{self.path}: expected a frame folder, a .tif stack or file.h5:/dataset')
+        if self.length == 0:
+            raise SequenceError(f'{self.spec}: no frames')
+        self.dtype = np.dtype(dtype)
+        self.scale = IntensityScale.for_dtype(self.dtype, value_range)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _open(self):
+        if self._handle is None:
+            if self.kind == 'h5':
+                import h5py
+                self._handle = h5py.File(self.path, 'r')[self.dataset]
+            else:
+                self._handle = tifffile.TiffFile(self.path)
+        return self._handle
+
+    def read(self, i: int) -> np.ndarray:
+        if not 0 <= i < self.length:
+            raise IndexError(f'{self.spec}: frame {i} of {self.length}')
+        if self.kind == 'folder':
+            img = read_frame(self.files[i])
+            where = self.files[i]
+        elif self.kind == 'h5':
+            img, where = self._open()[i], f'{self.spec}[{i}]'
+        else:
+            img, where = self._open().pages[i].asarray(), f'{self.spec} page {i}'
+        if img.shape != self.shape or img.dtype != self.dtype:
+            raise SequenceError(f'{where}: {img.dtype} frame of {img.shape}, the stack is {self.dtype} {self.shape}')
+        return img
+
+    def read_unit(self, i: int) -> np.ndarray:
+        """Frame i as float32 in [0, 1] (the fixed scale); NaN/Inf are an error."""
+        img = self.scale.to_unit(self.read(i))
+        if not np.isfinite(img).all():
+            raise SequenceError(f'{self.spec}: frame {i} holds NaN or Inf values')
+        return img

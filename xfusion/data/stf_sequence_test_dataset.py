@@ -8,7 +8,8 @@ from torch.utils import data
 
 from xfusion.data.reds_stf_dataset import validation_clips
 from xfusion.data.sequence_io import Sequence, open_reds_clips, open_xray_root, read_reds_meta
-from xfusion.schedule import is_key_frame, key_frames_for, key_weights, lr_window
+from xfusion.inference import FrameSource
+from xfusion.schedule import is_key_frame
 
 
 @DATASET_REGISTRY.register()
@@ -62,33 +63,35 @@ class STFSequenceTestDataset(data.Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def frames_of(self, seq: Sequence, t: int) -> dict:
-        """Indices that feed time step t: LR window, key frames and their weights."""
-        k0, k1 = key_frames_for(t, self.period, seq.num_frames)
-        return dict(lr=lr_window(t, self.lr_sep, seq.num_frames, self.num_lr), keys=(k0, k1),
-                    weights=key_weights(t, k0, k1))
+    def frame_source(self, seq: Sequence) -> FrameSource:
+        """The sequence as sequence inference reads it: key frames every `period` steps."""
+        return FrameSource(seq.num_frames, seq.read_lr, seq.read_hr, list(range(0, seq.num_frames, self.period)),
+                           self.lr_sep)
+
+    def is_key(self, t: int) -> bool:
+        return is_key_frame(t, self.period)
 
     def __getitem__(self, index: int) -> dict:
         seq_index, t = self.items[index]
         seq = self.sequences[seq_index]
-        idx = self.frames_of(seq, t)
-        lq = np.stack([seq.read_lr(i) for i in idx['lr']])[:, None]
+        lr_indices, keys, weights = self.frame_source(seq).window(t, self.num_lr)
+        lq = np.stack([seq.read_lr(i) for i in lr_indices])[:, None]
         gt = seq.read_hr(t)[None]
         if self.num_hi:
-            hq = torch.from_numpy(np.stack([seq.read_hr(k) for k in idx['keys']])[:, None])
+            hq = torch.from_numpy(np.stack([seq.read_hr(k) for k in keys])[:, None])
         else:
             hq = torch.zeros(0, *gt.shape)
         # the LR camera's frames at the key times, for the classical baselines
-        lq_key = np.stack([seq.read_lr(k) for k in idx['keys']])[:, None]
+        lq_key = np.stack([seq.read_lr(k) for k in keys])[:, None]
         return {
             'lq': torch.from_numpy(lq),
             'hq': hq,
             'gt': torch.from_numpy(gt),
             'lq_key': torch.from_numpy(lq_key),
-            'key_weights': torch.tensor(idx['weights'], dtype=torch.float32),
-            'key_idx': torch.tensor(idx['keys']),
+            'key_weights': torch.tensor(weights, dtype=torch.float32),
+            'key_idx': torch.tensor(keys),
             'folder': seq.name,
             'idx': t,
-            'is_key': is_key_frame(t, self.period),
+            'is_key': self.is_key(t),
             'lq_path': seq.lr_path(t),
         }

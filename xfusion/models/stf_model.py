@@ -17,6 +17,7 @@ from torch import distributed as dist
 from tqdm import tqdm
 
 from xfusion.data.sequence_io import write_frame
+from xfusion.inference import SequenceInference
 
 DEFAULT_PIXEL_LOSS = {'type': 'CharbonnierLoss', 'loss_weight': 1.0, 'reduction': 'mean'}
 
@@ -92,37 +93,42 @@ class STFModel(EDVRModel):
     # ----------------------------------------------------------------------------------------
     # validation
     def validation(self, dataloader, current_iter, tb_logger, save_img=False):
-        """Every time step of the validation sequences; each rank takes every world_size-th one."""
+        """Every time step of the validation sequences (an STFSequenceTestDataset).
+
+        Runs cached sequence inference (each frame encoded once; ``val.cached: false`` for the
+        per-window forward, ``val.batch`` time steps at a time); each rank takes a contiguous
+        share of every sequence and the rows are gathered on rank 0.
+        """
         dataset = dataloader.dataset
         dataset_name = dataset.opt['name']
-        metrics_opt = self.opt['val'].get('metrics') or {}
+        val_opt = self.opt['val']
+        metrics_opt = val_opt.get('metrics') or {}
         rank, world_size = get_dist_info()
         out_dir = osp.join(self.opt['path']['visualization'], dataset_name)
+        net = self.get_bare_model(self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g)
+        was_training = net.training
+        inference = SequenceInference(net, self.device, cached=val_opt.get('cached', True),
+                                      batch=val_opt.get('batch', 1), precision=val_opt.get('precision', 'fp32'))
 
         rows = []
-        indices = range(rank, len(dataset), world_size)
-        pbar = tqdm(total=len(indices), unit='frame', desc=f'Test {dataset_name}', disable=rank != 0
-                    or not self.opt['val'].get('pbar', True))
-        for index in indices:
-            sample = dataset[index]
-            batch = {k: v.unsqueeze(0) for k, v in sample.items() if isinstance(v, torch.Tensor)}
-            self.feed_data(batch)
-            self.test()
-            result = self.output[0, 0].float().clamp(0, 1).cpu().numpy()
-            row = {'folder': sample['folder'], 'frame': int(sample['idx']), 'is_key': bool(sample['is_key'])}
-            if 'gt' in batch:
-                gt = batch['gt'][0, 0].numpy()
+        shares = [np.array_split(np.arange(seq.num_frames), world_size)[rank].tolist() for seq in dataset.sequences]
+        pbar = tqdm(total=sum(map(len, shares)), unit='frame', desc=f'Test {dataset_name}',
+                    disable=rank != 0 or not val_opt.get('pbar', True))
+        for seq, times in zip(dataset.sequences, shares):
+            for t, output in inference.run(dataset.frame_source(seq), times):
+                result = output[0].clamp(0, 1).numpy()
+                row = {'folder': seq.name, 'frame': t, 'is_key': dataset.is_key(t)}
+                gt = seq.read_hr(t) if t in seq.hr_index else None
                 for name, metric_opt in metrics_opt.items():
-                    row[name] = calculate_metric({'img': result, 'img2': gt}, metric_opt)
-            rows.append(row)
-            if save_img:
-                seq = dataset.sequences[dataset.items[index][0]]
-                suffix = f'_{current_iter}' if self.opt['is_train'] else ''
-                write_frame(osp.join(out_dir, row['folder'], f"{row['frame']:08d}{suffix}.png"),
-                            seq.scale.from_unit(result))
-            del self.lq, self.hq, self.output
-            pbar.update(1)
+                    if gt is not None:
+                        row[name] = calculate_metric({'img': result, 'img2': gt}, metric_opt)
+                rows.append(row)
+                if save_img:
+                    suffix = f'_{current_iter}' if self.opt['is_train'] else ''
+                    write_frame(osp.join(out_dir, seq.name, f'{t:08d}{suffix}.png'), seq.scale.from_unit(result))
+                pbar.update(1)
         pbar.close()
+        net.train(was_training)
 
         if self.opt['dist']:
             gathered = [None] * world_size

@@ -1,0 +1,87 @@
+"""Load a trained network from a BasicSR checkpoint, with its network options.
+
+A checkpoint ``experiments/<name>/models/net_g_*.pth`` brings its network options from the
+option file BasicSR copied into the experiment folder (the parent of ``models/``), unless
+an option file is given. Checkpoints of the original XFusion ``EDVRSTF`` load as they are.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import yaml
+from basicsr.archs import build_network
+from basicsr.utils.options import ordered_yaml
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: the message names the file and the fix."""
+
+
+def find_option_file(checkpoint: str | Path) -> Path:
+    """The option file beside a checkpoint's ``models/`` folder."""
+    checkpoint = Path(checkpoint)
+    exp_dir = checkpoint.parent.parent if checkpoint.parent.name == 'models' else checkpoint.parent
+    candidates = sorted(exp_dir.glob('*.yml')) + sorted(exp_dir.glob('*.yaml'))
+    if not candidates:
+        raise CheckpointError(f'{checkpoint}: no option file in {exp_dir} to take the network options from; '
+                              'give one with --opt')
+    if len(candidates) > 1:
+        names = ', '.join(c.name for c in candidates)
+        raise CheckpointError(f'{checkpoint}: several option files in {exp_dir} ({names}); choose one with --opt')
+    return candidates[0]
+
+
+def network_options(option_file: str | Path) -> dict:
+    """``network_g`` of an option file."""
+    with open(option_file) as f:
+        opt = yaml.load(f, Loader=ordered_yaml()[0])
+    if not isinstance(opt, dict) or 'network_g' not in opt:
+        raise CheckpointError(f'{option_file}: no network_g section')
+    return dict(opt['network_g'])
+
+
+def state_dict_of(checkpoint: str | Path) -> tuple[dict, str]:
+    """The parameters of a checkpoint: ``params_ema`` when present, else ``params`` (or a bare state dict)."""
+    try:
+        loaded = torch.load(checkpoint, map_location='cpu', weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f'{checkpoint}: checkpoint not found') from None
+    except Exception as error:
+        raise CheckpointError(f'{checkpoint}: unreadable checkpoint ({error})') from error
+    for key in ('params_ema', 'params'):
+        if isinstance(loaded, dict) and key in loaded:
+            state = loaded[key]
+            break
+    else:
+        state, key = loaded, 'state dict'
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f'{checkpoint}: not a network checkpoint (expected {{"params": state_dict}})')
+    return {k[7:] if k.startswith('module.') else k: v for k, v in state.items()}, key
+
+
+def check_layout(net: torch.nn.Module, state: dict, checkpoint: str | Path) -> None:
+    """Raise naming the first parameter whose name or shape differs between network and checkpoint."""
+    expected = net.state_dict()
+    for name, tensor in expected.items():
+        if name not in state:
+            raise CheckpointError(f'{checkpoint}: another network layout: parameter {name} is missing '
+                                  '(do the network options match the checkpoint?)')
+        if tuple(state[name].shape) != tuple(tensor.shape):
+            raise CheckpointError(f'{checkpoint}: another network layout: parameter {name} has shape '
+                                  f'{tuple(state[name].shape)}, the network expects {tuple(tensor.shape)}')
+    extra = [k for k in state if k not in expected]
+    if extra:
+        raise CheckpointError(f'{checkpoint}: another network layout: unexpected parameter {extra[0]}')
+
+
+def load_network(checkpoint: str | Path, option_file: str | Path | None = None,
+                 device: str | torch.device = 'cpu', **overrides) -> tuple[torch.nn.Module, dict]:
+    """Build the network of a checkpoint and load its weights strictly; returns (net in eval mode, network options)."""
+    option_file = option_file or find_option_file(checkpoint)
+    net_opt = {**network_options(option_file), **overrides}
+    state, _ = state_dict_of(checkpoint)
+    net = build_network(dict(net_opt))
+    check_layout(net, state, checkpoint)
+    net.load_state_dict(state, strict=True)
+    return net.to(device).eval(), net_opt

@@ -1,0 +1,304 @@
+"""``xfusion evaluate``: STF against the baselines across key-frame periods, LR separations and noise.
+
+For every combination of period, lr_sep and b0, Poisson noise at b0 (seeded per sequence,
+b0 and frame, so every method and setting sees the same noisy frame) is applied to the LR
+frames of clean data; every method fuses every time step of every sequence, and each
+output frame is scored against the clean HR frame. Writes ``metrics.csv`` (one row per
+method, setting and frame), ``summary.md`` (mean and spread over non-key frames, key frames
+apart), plots of PSNR / SSIM / AAD against period, lr_sep and b0, and a visual panel per
+sequence.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from xfusion.baselines import BASELINES
+from xfusion.checkpoint import CheckpointError, load_network
+from xfusion.data.sequence_io import Sequence, SequenceError, open_xray_root
+from xfusion.inference import FrameSource, SequenceInference
+from xfusion.metrics import calculate_aad, calculate_psnr_stf, calculate_ssim_stf
+from xfusion.schedule import bracketing_keys, is_key_frame, key_weights, lr_window
+
+NETWORK_METHODS = {'stf': 'model', 'lr_only': 'lr_only_model', 'stf_swin': 'swin_model'}
+ALL_METHODS = ['bicubic', 'key_copy', 'temporal', 'bayes', 'lr_only', 'stf']
+CSV_COLUMNS = ['method', 'sequence', 'frame', 'is_key', 'period', 'lr_sep', 'b0', 'psnr', 'ssim', 'aad']
+METRICS = {'psnr': calculate_psnr_stf, 'ssim': calculate_ssim_stf, 'aad': calculate_aad}
+
+
+class EvaluateError(ValueError):
+    """Bad input to evaluate: one line naming the option and the fix."""
+
+
+def noisy_lr(seq: Sequence, b0: float | None, seed: int) -> np.ndarray:
+    """All LR frames of a sequence with Poisson noise at b0 photons per unit intensity (None: clean)."""
+    frames = np.stack([seq.read_lr(t) for t in range(seq.num_frames)])
+    if b0 is None:
+        return frames
+    rng = np.random.default_rng([seed, int(b0), sum(map(ord, seq.name))])
+    return (rng.poisson(np.clip(frames, 0, None) * b0) / b0).astype(np.float32)
+
+
+def run_baseline(method: str, lr: np.ndarray, hr_key, key_times: list[int], lr_sep: int, num_lr: int = 3):
+    """Yield (t, HR frame) of a classical baseline for every time step."""
+    fn = BASELINES[method]
+    for t in range(len(lr)):
+        k0, k1 = bracketing_keys(t, key_times)
+        window = lr[lr_window(t, lr_sep, len(lr), num_lr)]
+        yield t, fn(window, np.stack([hr_key(k0), hr_key(k1)]), lr[[k0, k1]],
+                    np.asarray(key_weights(t, k0, k1), np.float32), num_lr // 2)
+
+
+def parse_list(text: str, kind) -> list:
+    try:
+        return [kind(v) for v in text.split(',') if v.strip()]
+    except ValueError as error:
+        raise EvaluateError(f'could not read the list {text!r}: {error}') from None
+
+
+def parse_b0(text: str) -> list[float | None]:
+    return [None if v.strip().lower() in ('none', 'clean', 'inf') else float(v) for v in text.split(',') if v.strip()]
+
+
+def evaluate(data: str, out: str, methods: list[str], periods: list[int], lr_seps: list[int],
+             b0s: list[float | None], model: str | None = None, lr_only_model: str | None = None,
+             swin_model: str | None = None, opt: str | None = None, device: str = 'cpu', batch: int = 4,
+             seed: int = 0, convention: str = 'paper', progress: bool = True) -> dict:
+    """Run the comparison; returns {'rows': [...], 'seconds': float, 'out': Path}."""
+    unknown = [m for m in methods if m not in BASELINES and m not in NETWORK_METHODS]
+    if unknown:
+        choices = ', '.join(list(BASELINES) + list(NETWORK_METHODS))
+        raise EvaluateError(f'unknown method {unknown[0]!r}; choose from {choices}')
+    checkpoints = {'model': model, 'lr_only_model': lr_only_model, 'swin_model': swin_model}
+    for method in methods:
+        if method in NETWORK_METHODS and not checkpoints[NETWORK_METHODS[method]]:
+            flag = '--' + NETWORK_METHODS[method].replace('_', '-')
+            raise EvaluateError(f'method {method!r} needs a checkpoint: give {flag} CKPT '
+                                f'(or leave {method} out of --methods)')
+    if any(p < 1 for p in periods) or any(r < 1 for r in lr_seps):
+        raise EvaluateError('periods and lr-seps must be >= 1')
+    if any(b is not None and b <= 0 for b in b0s):
+        raise EvaluateError('b0 values must be positive (or none for clean LR frames)')
+    sequences = open_xray_root(data)
+    for seq in sequences:
+        if seq.hr_index != list(range(seq.num_frames)):
+            raise EvaluateError(f'{seq.name}: evaluation needs an HR frame at every time step (a virtual experiment)')
+        if max(lr_seps) >= seq.num_frames or max(periods) >= seq.num_frames:
+            raise EvaluateError(f'{seq.name}: {seq.num_frames} frames are too few for period {max(periods)} / '
+                                f'lr_sep {max(lr_seps)}')
+    nets = {m: load_network(checkpoints[NETWORK_METHODS[m]], opt if m == 'stf' else None, device)[0]
+            for m in methods if m in NETWORK_METHODS}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    settings = list(itertools.product(periods, lr_seps, b0s))
+    panel_setting = _panel_setting(settings)
+    total = len(settings) * len(methods) * sum(s.num_frames for s in sequences)
+    bar = tqdm(total=total, unit='frame', desc='evaluate', disable=not progress)
+    started = time.time()
+    rows, panels = [], {}
+    for seq in sequences:
+        gt = [seq.read_hr(t) for t in range(seq.num_frames)]
+        for b0 in b0s:
+            lr = noisy_lr(seq, b0, seed)
+            for period, lr_sep in itertools.product(periods, lr_seps):
+                key_times = list(range(0, seq.num_frames, period))
+                panel_t = _panel_frame(seq.num_frames, period)
+                for method in methods:
+                    if method in nets:
+                        source = FrameSource(seq.num_frames, lr.__getitem__, gt.__getitem__, key_times, lr_sep)
+                        stream = ((t, o[0].numpy()) for t, o in
+                                  SequenceInference(nets[method], device, batch=batch).run(source))
+                    else:
+                        stream = run_baseline(method, lr, gt.__getitem__, key_times, lr_sep)
+                    for t, pred in stream:
+                        pred = np.clip(pred, 0, 1)
+                        row = {'method': method, 'sequence': seq.name, 'frame': t,
+                               'is_key': is_key_frame(t, period), 'period': period, 'lr_sep': lr_sep,
+                               'b0': 'none' if b0 is None else f'{b0:g}'}
+                        row.update({k: fn(pred, gt[t], convention=convention) for k, fn in METRICS.items()})
+                        rows.append(row)
+                        if t == panel_t and (period, lr_sep, b0) == panel_setting:
+                            panels.setdefault(seq.name, {'gt': gt[t], 't': t})[method] = pred
+                        bar.update(1)
+    bar.close()
+    seconds = time.time() - started
+
+    write_csv(out / 'metrics.csv', rows)
+    (out / 'summary.md').write_text(summary_markdown(rows, methods, seconds, data, convention))
+    plot_metrics(rows, methods, out)
+    for name, images in panels.items():
+        save_panel(out / 'panels' / f'{name}.png', images, methods, name, panel_setting)
+    return {'rows': rows, 'seconds': seconds, 'out': out}
+
+
+def _panel_frame(num_frames: int, period: int) -> int:
+    """A non-key frame as far as possible from both key frames: the hardest one to show."""
+    return min(period // 2, num_frames - 1) if period > 1 else 0
+
+
+def _panel_setting(settings: list[tuple]) -> tuple:
+    """Panels show period 20 with lr_sep 1 and the cleanest LR when evaluated, else the first setting."""
+    preferred = [s for s in settings if s[0] == 20 and s[1] == 1]
+    return (preferred or settings)[0]
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    with open(path, 'w', newline='') as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def grouped(rows: list[dict], keys: tuple[str, ...], key_frames: bool) -> dict:
+    groups = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        if row['is_key'] == key_frames:
+            for metric in METRICS:
+                groups[tuple(row[k] for k in keys)][metric].append(row[metric])
+    return groups
+
+
+def _cell(values: list[float], digits: int) -> str:
+    finite = [v for v in values if np.isfinite(v)]
+    if not finite:
+        return 'inf' if values else '-'
+    return f'{np.mean(finite):.{digits}f} ± {np.std(finite):.{digits}f}'
+
+
+def summary_table(rows: list[dict], methods: list[str], keys: tuple[str, ...], key_frames: bool = False) -> str:
+    """Markdown table: one line per setting and method, mean ± std of PSNR / SSIM / AAD."""
+    groups = grouped(rows, keys + ('method',), key_frames)
+    header = '| ' + ' | '.join(keys + ('method', 'PSNR (dB)', 'SSIM', 'AAD', 'frames')) + ' |'
+    lines = [header, '|' + '---|' * (len(keys) + 5)]
+    settings = sorted({k[:-1] for k in groups}, key=lambda s: tuple(str(v).zfill(8) for v in s))
+    for setting in settings:
+        for method in methods:
+            g = groups.get(setting + (method,))
+            if g:
+                lines.append('| ' + ' | '.join([str(v) for v in setting] + [
+                    method, _cell(g['psnr'], 2), _cell(g['ssim'], 4), _cell(g['aad'], 2), str(len(g['psnr']))]) + ' |')
+    return '\n'.join(lines)
+
+
+def summary_markdown(rows: list[dict], methods: list[str], seconds: float, data: str, convention: str) -> str:
+    parts = [
+        '# XFusion evaluation', '',
+        f'Data: `{data}`; metrics in the `{convention}` convention; mean ± standard deviation over frames. '
+        f'Evaluation took {seconds:.0f} s.', '',
+        '## All settings together, non-key frames (the headline)', '',
+        summary_table(rows, methods, ()), '',
+        '## Per setting, non-key frames', '',
+        summary_table(rows, methods, ('period', 'lr_sep', 'b0')), '',
+        '## Per setting, key frames (t = k0: the HR frame is known)', '',
+        summary_table(rows, methods, ('period', 'lr_sep', 'b0'), key_frames=True), '',
+    ]
+    return '\n'.join(parts)
+
+
+def plot_metrics(rows: list[dict], methods: list[str], out: Path) -> None:
+    """psnr.png, ssim.png, aad.png: the metric against period, lr_sep and b0 (others averaged), per method."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    nonkey = [r for r in rows if not r['is_key']]
+    axes_keys = ('period', 'lr_sep', 'b0')
+    for metric, label in (('psnr', 'PSNR (dB)'), ('ssim', 'SSIM'), ('aad', 'AAD')):
+        fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+        for ax, key in zip(axes, axes_keys):
+            values = sorted({r[key] for r in nonkey}, key=lambda v: float('inf') if v == 'none' else float(v))
+            for method in methods:
+                means = []
+                for v in values:
+                    sel = [r[metric] for r in nonkey
+                           if r['method'] == method and r[key] == v and np.isfinite(r[metric])]
+                    means.append(np.mean(sel) if sel else np.nan)
+                ax.plot(range(len(values)), means, marker='o', label=method)
+            ax.set_xticks(range(len(values)), [str(v) for v in values])
+            ax.set_xlabel(key if key != 'b0' else 'b0 (photons; none = clean)')
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+        axes[0].legend(fontsize=8)
+        fig.suptitle(f'{label} over non-key frames (other settings averaged)')
+        fig.tight_layout()
+        fig.savefig(out / f'{metric}.png', dpi=100)
+        plt.close(fig)
+
+
+def save_panel(path: Path, images: dict, methods: list[str], name: str, setting: tuple) -> None:
+    """One row: each method's output, the ground truth, and |error| of the best network method."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    shown = [m for m in methods if m in images]
+    err_method = next((m for m in ('stf', 'stf_swin', 'lr_only') if m in images), shown[-1])
+    columns = shown + ['ground truth', f'|error| {err_method}']
+    fig, axes = plt.subplots(1, len(columns), figsize=(2.6 * len(columns), 3.0))
+    gt = images['gt']
+    error = np.abs(images[err_method] - gt)
+    for ax, column in zip(np.atleast_1d(axes), columns):
+        if column == 'ground truth':
+            ax.imshow(gt, cmap='gray', vmin=0, vmax=1)
+        elif column.startswith('|error|'):
+            ax.imshow(error, cmap='magma', vmin=0, vmax=max(float(error.max()), 1e-6))
+        else:
+            ax.imshow(images[column], cmap='gray', vmin=0, vmax=1)
+            column = f'{column}\n{calculate_psnr_stf(images[column], gt):.2f} dB'
+        ax.set_title(column, fontsize=9)
+        ax.axis('off')
+    period, lr_sep, b0 = setting
+    fig.suptitle(f'{name}, frame {images["t"]} (period {period}, lr_sep {lr_sep}, b0 {b0 or "none"})', fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--data', required=True, help='x-ray root of test sequences (<seq>/HR + <seq>/LR or <seq>.h5)')
+    parser.add_argument('--out', required=True, help='output folder for metrics.csv, summary.md, plots, panels')
+    parser.add_argument('--model', default=None, help='STF checkpoint (method stf)')
+    parser.add_argument('--opt', default=None, help='option file of --model (default: its experiment\'s)')
+    parser.add_argument('--lr-only-model', default=None, help='LR-only checkpoint (method lr_only)')
+    parser.add_argument('--swin-model', default=None, help='SwinSTF checkpoint (method stf_swin)')
+    parser.add_argument('--methods', default=None,
+                        help='comma list (default: the baselines plus every method given a checkpoint)')
+    parser.add_argument('--period', default='20', help='comma list of key-frame periods')
+    parser.add_argument('--lr-sep', default='1', help='comma list of LR frame separations')
+    parser.add_argument('--b0', default='none', help='comma list of LR photon levels; none = clean')
+    parser.add_argument('--convention', default='paper', choices=['paper', 'float'])
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--batch', type=int, default=4, help='time steps per network call')
+    parser.add_argument('--seed', type=int, default=0, help='seed of the LR noise')
+
+
+def default_methods(args: argparse.Namespace) -> list[str]:
+    methods = ['bicubic', 'key_copy', 'temporal', 'bayes']
+    methods += [m for m, flag in NETWORK_METHODS.items() if getattr(args, flag)]
+    return methods
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        methods = parse_list(args.methods, str) if args.methods else default_methods(args)
+        result = evaluate(args.data, args.out, methods, parse_list(args.period, int), parse_list(args.lr_sep, int),
+                          parse_b0(args.b0), model=args.model, lr_only_model=args.lr_only_model,
+                          swin_model=args.swin_model, opt=args.opt, device=args.device, batch=args.batch,
+                          seed=args.seed, convention=args.convention)
+    except (EvaluateError, SequenceError, CheckpointError) as error:
+        print(f'xfusion evaluate: error: {error}', file=sys.stderr)
+        return 2
+    print(summary_table(result['rows'], methods, ()))
+    print(f"results in {result['out']} (metrics.csv, summary.md, psnr/ssim/aad.png, panels/); "
+          f"{result['seconds']:.0f} s")
+    return 0

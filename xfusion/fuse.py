@@ -1,0 +1,296 @@
+"""``xfusion fuse``: the fused HR sequence of a real two-camera experiment, streamed frame by frame.
+
+The LR camera gives every time step, the HR camera only key frames (at ``offset + n * period``
+or at the steps listed in an index file). Frames are read, fused and written as it goes, so
+memory does not grow with the length of the sequence; frames larger than ``--tile`` LR pixels
+are fused in overlapping tiles blended with linear ramps (no seams). Output: a folder of
+TIFFs or an HDF5 dataset in the input bit depth and intensity scale, plus a JSON sidecar.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from xfusion.checkpoint import CheckpointError, load_network
+from xfusion.data.sequence_io import SCALE, FrameStack, SequenceError, write_frame
+from xfusion.inference import PRECISIONS, FrameSource, SequenceInference
+from xfusion.version import __version__
+
+
+class FuseError(ValueError):
+    """Bad input to fuse: one line naming the option or file and the fix."""
+
+
+def key_times_from(num_lr: int, num_hr: int, period: int | None = None, offset: int = 0,
+                   hr_index: str | Path | None = None) -> list[int]:
+    """LR time step of each HR key frame, from --period/--offset or an index file (text, JSON or .npy)."""
+    if hr_index is not None:
+        path = Path(hr_index)
+        if not path.is_file():
+            raise FuseError(f'{path}: key-frame index file not found')
+        if path.suffix == '.npy':
+            times = np.load(path).astype(int).tolist()
+        elif path.suffix == '.json':
+            times = [int(v) for v in json.loads(path.read_text())]
+        else:
+            times = [int(v) for v in path.read_text().replace(',', ' ').split()]
+        if len(times) != num_hr:
+            raise FuseError(f'{path}: {len(times)} key-frame indices for {num_hr} HR frames')
+    else:
+        if period is None:
+            raise FuseError('give --period (and --offset) or --hr-index to say when the HR frames were taken')
+        if period < 1:
+            raise FuseError(f'--period must be >= 1, got {period}')
+        times = [offset + n * period for n in range(num_hr)]
+    if any(b <= a for a, b in zip(times, times[1:])):
+        raise FuseError('key-frame indices must increase strictly')
+    if times[0] < 0 or times[-1] >= num_lr:
+        bad = times[0] if times[0] < 0 else times[-1]
+        raise FuseError(f'key frame at LR step {bad} is beyond the LR sequence (0..{num_lr - 1}); '
+                        'check --period/--offset/--hr-index')
+    return times
+
+
+def tile_boxes(h: int, w: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
+    """(y0, y1, x0, x1) LR boxes covering an h x w frame; tiles of `tile` pixels overlapping by `overlap`."""
+    def starts(size: int) -> list[int]:
+        if tile <= 0 or size <= tile:
+            return [0]
+        step = tile - overlap
+        positions = list(range(0, size - tile, step)) + [size - tile]
+        return sorted(set(positions))
+    size_y, size_x = (h if tile <= 0 else min(tile, h)), (w if tile <= 0 else min(tile, w))
+    return [(y, y + size_y, x, x + size_x) for y in starts(h) for x in starts(w)]
+
+
+def blend_weight(box: tuple[int, int, int, int], h: int, w: int, overlap: int) -> np.ndarray:
+    """HR weight map of a tile: 1 inside, a linear ramp over the overlap where another tile continues."""
+    y0, y1, x0, x1 = box
+    ramp_len = max(overlap * SCALE, 1)
+
+    def profile(n: int, lo_inner: bool, hi_inner: bool) -> np.ndarray:
+        p = np.ones(n, np.float32)
+        ramp = (np.arange(ramp_len, dtype=np.float32) + 0.5) / ramp_len
+        if lo_inner:
+            p[:ramp_len] = np.minimum(p[:ramp_len], ramp[:n])
+        if hi_inner:
+            p[-ramp_len:] = np.minimum(p[-ramp_len:], ramp[::-1][-n:])
+        return p
+    py = profile((y1 - y0) * SCALE, y0 > 0, y1 < h)
+    px = profile((x1 - x0) * SCALE, x0 > 0, x1 < w)
+    return py[:, None] * px[None, :]
+
+
+class FrameCache:
+    """The last few frames read, so that overlapping tiles and windows read each frame once."""
+
+    def __init__(self, read, capacity: int):
+        self.read, self.capacity, self.frames = read, capacity, OrderedDict()
+
+    def __call__(self, i: int) -> np.ndarray:
+        if i in self.frames:
+            self.frames.move_to_end(i)
+        else:
+            self.frames[i] = self.read(i)
+            if len(self.frames) > self.capacity:
+                self.frames.popitem(last=False)
+        return self.frames[i]
+
+
+class OutputWriter:
+    """Fused frames to a TIFF folder or an HDF5 dataset, written under a temporary name and renamed at the end."""
+
+    def __init__(self, spec: str, num_frames: int, shape: tuple[int, int], dtype: np.dtype):
+        path, _, dataset = spec.partition(':') if ('.h5:' in spec or '.hdf5:' in spec) else (spec, '', '')
+        self.path, self.dataset = Path(path), dataset
+        self.is_h5 = self.path.suffix.lower() in ('.h5', '.hdf5')
+        if self.path.exists():
+            raise FuseError(f'{self.path}: already exists; choose another --out (nothing is overwritten)')
+        parent = self.path.parent if str(self.path.parent) else Path('.')
+        if not parent.is_dir() or not os.access(parent, os.W_OK):
+            raise FuseError(f'{parent}: output folder missing or not writable')
+        if self.is_h5 and not dataset:
+            self.dataset = '/exchange/data'
+        self.tmp = self.path.with_name(self.path.name + '.partial')
+        if self.tmp.exists():
+            shutil.rmtree(self.tmp) if self.tmp.is_dir() else self.tmp.unlink()
+        if self.is_h5:
+            import h5py
+            self._file = h5py.File(self.tmp, 'w')
+            self._data = self._file.create_dataset(self.dataset, (num_frames, *shape), dtype=dtype,
+                                                   chunks=(1, *shape))
+        else:
+            self.tmp.mkdir(parents=True)
+
+    def write(self, t: int, frame: np.ndarray) -> None:
+        if self.is_h5:
+            self._data[t] = frame
+        else:
+            write_frame(self.tmp / f'{t:08d}.tif', frame)
+
+    def sidecar_path(self) -> Path:
+        return self.path.with_name(self.path.name + '.json') if self.is_h5 else self.path / 'xfusion.json'
+
+    def finish(self, sidecar: dict) -> None:
+        if self.is_h5:
+            self._data.attrs['xfusion'] = json.dumps(sidecar)
+            self._file.close()
+        os.replace(self.tmp, self.path)
+        self.sidecar_path().write_text(json.dumps(sidecar, indent=2))
+
+    def abort(self) -> None:
+        if self.is_h5:
+            self._file.close()
+        if self.tmp.exists():
+            shutil.rmtree(self.tmp) if self.tmp.is_dir() else self.tmp.unlink()
+
+
+def pad_to_multiple(img: np.ndarray, multiple: int) -> np.ndarray:
+    h, w = img.shape
+    ph, pw = (-h) % multiple, (-w) % multiple
+    return np.pad(img, ((0, ph), (0, pw)), mode='reflect') if ph or pw else img
+
+
+def fuse(lr: str, hr: str, model: str, out: str, period: int | None = None, offset: int = 0,
+         hr_index: str | None = None, lr_sep: int = 1, transform: str | None = None, tile: int = 0,
+         overlap: int = 8, device: str = 'cpu', batch: int = 1, precision: str = 'fp32', cached: bool = True,
+         opt: str | None = None, value_range: tuple[float, float] | None = None, progress: bool = True) -> Path:
+    """Fuse an LR stack and an HR key-frame stack into an HR stack at the LR frame rate; returns the output path."""
+    # --- check everything before writing anything
+    lr_stack, hr_stack = FrameStack(lr, value_range), FrameStack(hr, value_range)
+    if lr_stack.dtype != hr_stack.dtype:
+        raise FuseError(f'LR frames are {lr_stack.dtype} but HR frames are {hr_stack.dtype}; '
+                        'both cameras must have the same bit depth (or give --range)')
+    num_frames, (h, w) = len(lr_stack), lr_stack.shape
+    key_times = key_times_from(num_frames, len(hr_stack), period, offset, hr_index)
+    if lr_sep < 1 or lr_sep >= num_frames:
+        raise FuseError(f'--lr-sep {lr_sep} must be between 1 and {num_frames - 1} for {num_frames} LR frames')
+    grid = (h * SCALE, w * SCALE)
+    warp = None
+    if transform is not None:
+        from xfusion.register import load_transform, warp_to_lr_grid
+        registration = load_transform(transform)
+        out_shape = tuple(registration.get('output_shape') or grid)
+        if out_shape != grid:
+            raise FuseError(f'{transform}: maps onto a {out_shape[0]}x{out_shape[1]} grid but 4x the LR frames is '
+                            f'{grid[0]}x{grid[1]}; register frames of these cameras')
+        warp = (warp_to_lr_grid, registration)
+    elif hr_stack.shape != grid:
+        raise FuseError(f'HR frames are {hr_stack.shape[0]}x{hr_stack.shape[1]} but 4x the LR frames is '
+                        f'{grid[0]}x{grid[1]}; register the cameras (xfusion register) and give --transform')
+    if tile and (tile % 4 or tile <= 2 * overlap):
+        raise FuseError(f'--tile must be a multiple of 4 larger than twice --overlap, got {tile} / {overlap}')
+    if device.startswith('cuda') and not torch.cuda.is_available():
+        raise FuseError('--device cuda: no CUDA device here; use --device cpu')
+    net, net_opt = load_network(model, opt, device)
+    writer = OutputWriter(out, num_frames, grid, hr_stack.dtype)
+
+    # --- read each frame once (padded to multiples of 4 LR pixels), fuse tile by tile, write as it goes
+    ph, pw = h + (-h) % 4, w + (-w) % 4
+    span = 2 * lr_sep + batch + 1
+    read_lr = FrameCache(lambda t: pad_to_multiple(lr_stack.read_unit(t), 4), capacity=span)
+
+    position = {k: i for i, k in enumerate(key_times)}
+
+    def key_frame(k: int) -> np.ndarray:
+        img = hr_stack.read_unit(position[k])
+        if warp is not None:
+            img = warp[0](img, warp[1], output_shape=grid)
+        return pad_to_multiple(img, 4 * SCALE) if (ph, pw) != (h, w) else img
+    read_key = FrameCache(key_frame, capacity=4)
+
+    boxes = tile_boxes(ph, pw, tile, overlap)
+    weights = [torch.from_numpy(blend_weight(b, ph, pw, overlap)) for b in boxes]
+    streams = []
+    for y0, y1, x0, x1 in boxes:
+        src = FrameSource(num_frames, lambda t, b=(y0, y1, x0, x1): read_lr(t)[b[0]:b[1], b[2]:b[3]],
+                          lambda k, b=(y0, y1, x0, x1): read_key(k)[b[0] * 4:b[1] * 4, b[2] * 4:b[3] * 4],
+                          key_times, lr_sep)
+        streams.append(SequenceInference(net, device, cached=cached, batch=batch, precision=precision).run(src))
+
+    started = time.time()
+    bar = tqdm(total=num_frames, unit='frame', desc='fuse', disable=not progress)
+    pool = ThreadPoolExecutor(1)  # writing overlaps with the next frame's compute
+    pending = None
+    try:
+        for outputs in zip(*streams):
+            t = outputs[0][0]
+            if len(boxes) == 1:
+                frame = outputs[0][1][0]
+            else:
+                frame, total = torch.zeros(ph * SCALE, pw * SCALE), torch.zeros(ph * SCALE, pw * SCALE)
+                for (y0, y1, x0, x1), weight, (_, result) in zip(boxes, weights, outputs):
+                    frame[y0 * 4:y1 * 4, x0 * 4:x1 * 4] += weight * result[0]
+                    total[y0 * 4:y1 * 4, x0 * 4:x1 * 4] += weight
+                frame = frame / total
+            stored = hr_stack.scale.from_unit(frame[:grid[0], :grid[1]].clamp(0, 1).numpy())
+            if pending is not None:
+                pending.result()
+            pending = pool.submit(writer.write, t, stored)
+            bar.update(1)
+        if pending is not None:
+            pending.result()
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        pool.shutdown()
+        bar.close()
+    sidecar = {
+        'software': f'xfusion {__version__}', 'created': time.strftime('%Y-%m-%d %H:%M:%S'),
+        'model': str(Path(model).resolve()), 'network': net_opt,
+        'inputs': {'lr': lr, 'hr': hr, 'frames': num_frames, 'lr_shape': [h, w], 'dtype': str(hr_stack.dtype),
+                   'intensity_range': [hr_stack.scale.low, hr_stack.scale.high]},
+        'schedule': {'key_times': key_times, 'period': period, 'offset': offset, 'hr_index': hr_index,
+                     'lr_sep': lr_sep},
+        'transform': transform and json.loads(Path(transform).read_text()),
+        'run': {'tile': tile, 'overlap': overlap, 'tiles': len(boxes), 'device': device, 'batch': batch,
+                'precision': precision, 'cached': cached, 'seconds': round(time.time() - started, 2)},
+    }
+    writer.finish(sidecar)
+    return writer.path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--lr', required=True, help='LR frames: a folder, a multi-page TIFF or file.h5:/dataset')
+    parser.add_argument('--hr', required=True, help='HR key frames only (same kinds of source)')
+    parser.add_argument('--model', required=True, help='checkpoint (experiments/<name>/models/net_g_*.pth)')
+    parser.add_argument('--opt', default=None, help='option file with network_g (default: the experiment\'s)')
+    parser.add_argument('--out', required=True, help='output folder of TIFFs, or file.h5[:/dataset]')
+    parser.add_argument('--period', type=int, default=None, help='LR steps between HR key frames')
+    parser.add_argument('--offset', type=int, default=0, help='LR step of the first HR key frame')
+    parser.add_argument('--hr-index', default=None, help='file listing the LR step of each HR frame')
+    parser.add_argument('--lr-sep', type=int, default=1, help='LR frame separation r (frames t-r, t, t+r)')
+    parser.add_argument('--transform', default=None, help='JSON from xfusion register (HR camera -> x4 LR grid)')
+    parser.add_argument('--tile', type=int, default=0, help='tile size in LR pixels (0: whole frames)')
+    parser.add_argument('--overlap', type=int, default=8, help='tile overlap in LR pixels')
+    parser.add_argument('--device', default='cpu', help='cpu or cuda[:N]')
+    parser.add_argument('--batch', type=int, default=1, help='time steps fused together')
+    parser.add_argument('--precision', default='fp32', choices=list(PRECISIONS))
+    parser.add_argument('--no-cache', action='store_true', help='per-window forward (no feature reuse)')
+    parser.add_argument('--range', type=float, nargs=2, default=None, metavar=('LOW', 'HIGH'),
+                        help='fixed intensity range of both cameras (default: the dtype range)')
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        out = fuse(args.lr, args.hr, args.model, args.out, period=args.period, offset=args.offset,
+                   hr_index=args.hr_index, lr_sep=args.lr_sep, transform=args.transform, tile=args.tile,
+                   overlap=args.overlap, device=args.device, batch=args.batch, precision=args.precision,
+                   cached=not args.no_cache, opt=args.opt, value_range=args.range)
+    except (FuseError, SequenceError, CheckpointError) as error:
+        print(f'xfusion fuse: error: {error}', file=sys.stderr)
+        return 2
+    print(f'fused sequence written to {out}')
+    return 0

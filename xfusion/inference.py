@@ -1,0 +1,141 @@
+"""Sequence inference: run an STF network over every time step of a sequence.
+
+A sliding window sees each LR frame in 2r+1 windows and each key frame in D windows. With
+``cached=True`` every frame is encoded once (the network's ``encode``) and its features are
+reused in every window (``decode``), which gives the same output as the per-window forward.
+Time steps can be decoded in batches, under autocast (bf16 / fp16), with no host-device
+copies inside the loop other than one frame in and one frame out.
+
+Used by ``test.py`` (validation), ``xfusion evaluate`` and ``xfusion fuse``.
+"""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from xfusion.schedule import bracketing_keys, key_weights, lr_window
+
+PRECISIONS = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+
+
+@dataclass
+class FrameSource:
+    """What sequence inference reads: LR frames at every step, HR frames at the key times.
+
+    ``read_lr(t)`` -> (h, w) and ``read_key(k)`` -> (4h, 4w) float arrays or tensors in [0, 1].
+    """
+    num_frames: int
+    read_lr: Callable[[int], np.ndarray | torch.Tensor]
+    read_key: Callable[[int], np.ndarray | torch.Tensor]
+    key_times: list[int]
+    lr_sep: int = 1
+
+    def window(self, t: int, num_lr: int) -> tuple[list[int], tuple[int, int], tuple[float, float]]:
+        k0, k1 = bracketing_keys(t, self.key_times)
+        return lr_window(t, self.lr_sep, self.num_frames, num_lr), (k0, k1), key_weights(t, k0, k1)
+
+
+def supports_cache(net: torch.nn.Module) -> bool:
+    return hasattr(net, 'encode') and hasattr(net, 'decode')
+
+
+def autocast_for(device: torch.device, precision: str):
+    if precision not in PRECISIONS:
+        raise ValueError(f'precision must be one of {list(PRECISIONS)}, got {precision!r}')
+    if PRECISIONS[precision] is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=PRECISIONS[precision])
+
+
+class SequenceInference:
+    """Runs ``net`` over a FrameSource and yields (t, HR frame (C, 4h, 4w) float32 on the CPU).
+
+    Args:
+        net: an STF network (``forward(lq, hq, key_weights)``; ``encode``/``decode`` for caching).
+        device: where to compute. cached: reuse per-frame features (falls back to per-window
+        for networks without encode/decode). batch: time steps decoded together.
+        precision: 'fp32' | 'bf16' | 'fp16' (autocast).
+    """
+
+    def __init__(self, net: torch.nn.Module, device: str | torch.device = 'cpu', cached: bool = True,
+                 batch: int = 1, precision: str = 'fp32'):
+        self.net = net.eval()
+        self.device = torch.device(device)
+        self.cached = cached and supports_cache(net)
+        self.batch = max(1, int(batch))
+        self.precision = precision
+        autocast_for(self.device, precision)  # validates the name
+        self.num_lr = net.num_frame
+        self.uses_keys = getattr(net, 'num_frame_hi', 2) > 0
+        self._cache, self._cache_source = None, None
+
+    def _to_device(self, frame) -> torch.Tensor:
+        frame = torch.as_tensor(frame)
+        return frame.to(self.device, dtype=torch.float32, non_blocking=True)[None]  # (1, h, w): one channel
+
+    def run(self, source: FrameSource, times: list[int] | None = None) -> Iterator[tuple[int, torch.Tensor]]:
+        times = list(range(source.num_frames)) if times is None else sorted(times)
+        with torch.inference_mode(), autocast_for(self.device, self.precision):
+            for start in range(0, len(times), self.batch):
+                chunk = times[start:start + self.batch]
+                out = self._cached_step(source, chunk) if self.cached else self._window_step(source, chunk)
+                out = out.float().cpu()
+                yield from zip(chunk, out)
+
+    # ---- per-window: the plain forward on each window --------------------------------------
+    def _window_step(self, source: FrameSource, chunk: list[int]) -> torch.Tensor:
+        lqs, hqs, weights = [], [], []
+        for t in chunk:
+            lr_idx, keys, w = source.window(t, self.num_lr)
+            lqs.append(torch.stack([self._to_device(source.read_lr(i)) for i in lr_idx]))
+            if self.uses_keys:
+                hqs.append(torch.stack([self._to_device(source.read_key(k)) for k in keys]))
+            weights.append(w)
+        hq = torch.stack(hqs) if hqs else None
+        return self.net(torch.stack(lqs), hq, torch.tensor(weights, device=self.device))
+
+    # ---- cached: encode each frame once ----------------------------------------------------
+    def _cached_step(self, source: FrameSource, chunk: list[int]) -> torch.Tensor:
+        if self._cache_source is not source:
+            self._cache_source, self._cache = source, {'lr': {}, 'key': {}, 'lr_img': {}, 'key_img': {}}
+        cache = self._cache
+        windows = [source.window(t, self.num_lr) for t in chunk]
+        need_lr = sorted({i for lr_idx, _, _ in windows for i in lr_idx})
+        need_key = sorted({k for _, keys, _ in windows for k in keys}) if self.uses_keys else []
+        # forget frames that no later (larger) t can need: times run in increasing order
+        for kind, needed in (('lr', need_lr), ('key', need_key)):
+            for i in [i for i in cache[kind] if i < min(needed, default=0)]:
+                cache[kind].pop(i)
+                cache[kind + '_img'].pop(i)
+        self._encode_missing(cache, 'lr', need_lr, source.read_lr, key=False)
+        self._encode_missing(cache, 'key', need_key, source.read_key, key=True)
+
+        def stacked(kind: str, indices: list[int]) -> list[tuple[torch.Tensor, ...]]:
+            """Per window position, the frames' features batched over the chunk."""
+            return [tuple(torch.cat(levels) for levels in zip(*(cache[kind][i] for i in column)))
+                    for column in zip(*indices)]
+
+        lr_feats = stacked('lr', [lr_idx for lr_idx, _, _ in windows])
+        key_feats = stacked('key', [keys for _, keys, _ in windows]) if self.uses_keys else []
+        center = self.net.center_frame_idx
+        lq_center = torch.stack([cache['lr_img'][lr_idx[center]] for lr_idx, _, _ in windows])
+        hq = torch.stack([torch.stack([cache['key_img'][k] for k in keys]) for _, keys, _ in windows]) \
+            if self.uses_keys else None
+        weights = torch.tensor([w for _, _, w in windows], device=self.device)
+        return self.net.decode(lr_feats, key_feats, lq_center, hq, weights)
+
+    def _encode_missing(self, cache: dict, kind: str, needed: list[int], read: Callable, key: bool) -> None:
+        missing = [i for i in needed if i not in cache[kind]]
+        if not missing:
+            return
+        frames = torch.stack([self._to_device(read(i)) for i in missing])
+        for start in range(0, len(missing), max(self.batch, 1)):  # bounded batches of frames
+            part = missing[start:start + self.batch]
+            levels = self.net.encode(frames[start:start + len(part)], key=key)
+            for j, i in enumerate(part):
+                cache[kind][i] = tuple(level[j:j + 1] for level in levels)
+                cache[kind + '_img'][i] = frames[start + j]
