@@ -10,6 +10,7 @@ MODULE_COMMANDS = {
     'fuse': ('xfusion.fuse', 'fuse a real two-camera experiment into an HR sequence at the LR frame rate'),
     'register': ('xfusion.register', 'estimate the HR-camera -> x4 LR grid similarity transform'),
     'evaluate': ('xfusion.evaluate', 'compare STF with the baselines across periods, LR separations and noise'),
+    'bench': ('xfusion.bench', 'time inference and training, cached vs per-window, with peak memory'),
 }
 
 

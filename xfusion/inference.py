@@ -73,6 +73,10 @@ class SequenceInference:
         self.uses_keys = getattr(net, 'num_frame_hi', 2) > 0
         self._cache, self._cache_source = None, None
 
+    def reset(self) -> None:
+        """Forget cached features (the next run starts from an empty cache)."""
+        self._cache, self._cache_source = None, None
+
     def _to_device(self, frame) -> torch.Tensor:
         frame = torch.as_tensor(frame)
         return frame.to(self.device, dtype=torch.float32, non_blocking=True)[None]  # (1, h, w): one channel

@@ -1,0 +1,241 @@
+"""``xfusion bench``: inference and training speed and peak memory, all cases in one run on one machine.
+
+Each case runs in its own subprocess, so that its peak memory (max RSS on CPU, the CUDA
+allocator's peak on a GPU) is its own. Times are medians of repeats after a warm-up.
+
+Inference cases time one key-frame period (D = 20 time steps, so every LR frame and one key
+frame per period are encoded: the steady state of a long sequence) and report seconds per
+output frame, per-window (the plain forward on every window) against cached (each frame
+encoded once). Training cases time optimizer steps of STFModel on random patches.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPER_OPTIONS = ROOT / 'options' / 'pretrain_reds.yml'
+DEMO_OPTIONS = ROOT / 'options' / 'demo' / 'finetune_xray_demo.yml'
+PERIOD = 20
+
+
+def read_options(path: Path) -> dict:
+    import yaml
+    from basicsr.utils.options import ordered_yaml
+    with open(path) as f:
+        return yaml.load(f, Loader=ordered_yaml()[0])
+
+
+def network_for(case: dict) -> torch.nn.Module:
+    from basicsr.archs import build_network
+    net_opt = dict(read_options(PAPER_OPTIONS if case['network'] == 'paper' else DEMO_OPTIONS)['network_g'])
+    if case.get('encoder'):
+        net_opt['hr_encoder'] = case['encoder']
+    net_opt['fast_deform_conv'] = case.get('dcn', 'grid_sample') == 'grid_sample'
+    torch.manual_seed(0)
+    return build_network(net_opt)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def time_inference(case: dict) -> dict:
+    from xfusion.inference import FrameSource, SequenceInference
+    device = torch.device(case['device'])
+    net = network_for(case).to(device).eval()
+    h, w = case['lr_size']
+    frames = PERIOD + 1
+    gen = torch.Generator().manual_seed(0)
+    lr = torch.rand(frames, h, w, generator=gen).to(device)
+    hr = torch.rand(2, 4 * h, 4 * w, generator=gen).to(device)
+    source = FrameSource(frames, lr.__getitem__, lambda k: hr[k // PERIOD], [0, PERIOD], 1)
+    inference = SequenceInference(net, device, cached=case['mode'] == 'cached', batch=case.get('batch', 1),
+                                  precision=case['precision'])
+    times = list(range(PERIOD)) if case['mode'] == 'cached' else [PERIOD // 2]
+    seconds = []
+    for _ in range(1 + case['repeats']):  # the first is the warm-up
+        inference.reset()  # each repeat starts with an empty cache
+        sync(device)
+        start = time.perf_counter()
+        for _ in inference.run(source, times):
+            pass
+        sync(device)
+        seconds.append((time.perf_counter() - start) / len(times))
+    return {'seconds_per_frame': statistics.median(seconds[1:]), 'frames_timed': len(times)}
+
+
+def time_training(case: dict) -> dict:
+    from basicsr.models import build_model
+    opt = read_options(PAPER_OPTIONS if case['network'] == 'paper' else DEMO_OPTIONS)
+    device = torch.device(case['device'])
+    net_opt = dict(opt['network_g'], fast_deform_conv=case.get('dcn', 'grid_sample') == 'grid_sample')
+    train = dict(opt['train'])
+    train.pop('tsa_iter', None)  # time the full network, as after the TSA-only warm start
+    model_opt = dict(name='bench', model_type='STFModel', num_gpu=1 if device.type == 'cuda' else 0, dist=False,
+                     rank=0, world_size=1, is_train=True, network_g=net_opt, path={}, train=train, val={})
+    model = build_model(model_opt)
+    patch = case['patch']
+    b = case['batch']
+    gen = torch.Generator().manual_seed(0)
+    data = {'lq': torch.rand(b, 3, 1, patch // 4, patch // 4, generator=gen),
+            'hq': torch.rand(b, 2, 1, patch, patch, generator=gen), 'gt': torch.rand(b, 1, patch, patch, generator=gen),
+            'key_weights': torch.full((b, 2), 0.5)}
+    seconds = []
+    for it in range(1 + case['repeats']):
+        sync(device)
+        start = time.perf_counter()
+        model.feed_data(data)
+        model.optimize_parameters(it + 1)
+        sync(device)
+        seconds.append(time.perf_counter() - start)
+    return {'seconds_per_iter': statistics.median(seconds[1:])}
+
+
+def run_case(case: dict) -> dict:
+    """Run one case in this process (called in a fresh subprocess) and add its peak memory."""
+    import xfusion  # noqa: F401  (registers the networks and the model)
+    torch.set_num_threads(case['threads'])
+    result = time_training(case) if case['mode'] == 'train' else time_inference(case)
+    if case['device'].startswith('cuda'):
+        result['peak_mem_mb'] = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        result['peak_mem_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {**case, **result}
+
+
+def cases_for(device: str, quick: bool, threads: int) -> list[dict]:
+    repeats = 1 if quick else 3
+    sizes = [[100, 256]] if quick else [[100, 256], [256, 256]]
+    precisions = ['fp32'] + (['bf16'] if device.startswith('cuda') or cpu_has_bf16() else [])
+    cases = []
+    for size in sizes:
+        for encoder in ('pool', 'unshuffle'):
+            for mode in ('per_window', 'cached'):
+                cases.append(dict(network='paper', encoder=encoder, lr_size=size, mode=mode, precision='fp32'))
+    for precision in precisions[1:]:  # lower precision: the cached pool network at the first size
+        cases.append(dict(network='paper', encoder='pool', lr_size=sizes[0], mode='cached', precision=precision))
+    for mode in ('per_window', 'cached'):
+        cases.append(dict(network='demo', encoder=None, lr_size=[64, 64], mode=mode, precision='fp32'))
+    dcns = ['grid_sample', 'torchvision'] if not device.startswith('cuda') else ['torchvision']
+    for dcn in dcns:
+        cases.append(dict(network='demo', encoder=None, mode='train', patch=64, batch=8, dcn=dcn, precision='fp32'))
+        if not quick:
+            cases.append(dict(network='paper', encoder='pool', mode='train', patch=256, batch=1, dcn=dcn,
+                              precision='fp32'))
+    if not quick and not device.startswith('cuda'):  # the DCN choice at inference, on the demo network
+        cases.append(dict(network='demo', encoder=None, lr_size=[64, 64], mode='cached', precision='fp32',
+                          dcn='torchvision'))
+    for case in cases:
+        case.setdefault('dcn', 'grid_sample' if not device.startswith('cuda') else 'torchvision')
+        case.update(device=device, repeats=repeats, threads=threads)
+    return cases
+
+
+def cpu_has_bf16() -> bool:
+    try:
+        return 'avx512_bf16' in Path('/proc/cpuinfo').read_text() or 'amx_bf16' in Path('/proc/cpuinfo').read_text()
+    except OSError:
+        return False
+
+
+def machine_info(device: str, threads: int) -> dict:
+    info = {'platform': platform.platform(), 'python': platform.python_version(), 'torch': torch.__version__,
+            'threads': threads, 'cpu_count': os.cpu_count(), 'device': device}
+    try:
+        model = [line.split(':', 1)[1].strip() for line in Path('/proc/cpuinfo').read_text().splitlines()
+                 if line.startswith('model name')]
+        info['cpu'] = model[0] if model else platform.processor()
+    except OSError:
+        info['cpu'] = platform.processor()
+    if device.startswith('cuda'):
+        info['gpu'] = torch.cuda.get_device_name(torch.device(device))
+    return info
+
+
+def describe(r: dict) -> str:
+    what = f"{r['network']}/{r.get('encoder') or '-'}"
+    if r['mode'] == 'train':
+        return f"{what:16s} train patch {r['patch']} batch {r['batch']} dcn {r['dcn']}"
+    return f"{what:16s} {r['mode']:10s} LR {r['lr_size'][0]}x{r['lr_size'][1]} {r['precision']} dcn {r['dcn']}"
+
+
+def table(results: list[dict]) -> str:
+    lines = [f"{'case':75s} {'s/frame or s/iter':>18s} {'peak MB':>9s}"]
+    for r in results:
+        value = r.get('seconds_per_frame', r.get('seconds_per_iter'))
+        lines.append(f'{describe(r):75s} {value:18.3f} {r["peak_mem_mb"]:9.0f}')
+    ratios = []
+    index = {(r['network'], r.get('encoder'), tuple(r.get('lr_size') or ()), r['mode'], r['precision'], r['dcn']): r
+             for r in results}
+    for (net, enc, size, mode, prec, dcn), r in index.items():
+        if mode == 'cached':
+            ref = index.get((net, enc, size, 'per_window', 'fp32', dcn))
+            if ref:
+                ratios.append(f'{net}/{enc} LR {size[0]}x{size[1]} {prec}: cached / per-window = '
+                              f"{r['seconds_per_frame'] / ref['seconds_per_frame']:.2f}")
+            if enc == 'unshuffle':
+                pool = index.get((net, 'pool', size, 'cached', prec, dcn))
+                if pool:
+                    ratios.append(f'{net} LR {size[0]}x{size[1]} cached: unshuffle / pool = '
+                                  f"{r['seconds_per_frame'] / pool['seconds_per_frame']:.2f}")
+    trains = [r for r in results if r['mode'] == 'train']
+    for r in trains:
+        if r['dcn'] == 'grid_sample':
+            tv = next((t for t in trains if t['network'] == r['network'] and t['dcn'] == 'torchvision'), None)
+            if tv:
+                ratios.append(f"{r['network']} training: grid_sample DCN is "
+                              f"{tv['seconds_per_iter'] / r['seconds_per_iter']:.2f}x faster than torchvision's")
+    return '\n'.join(lines + [''] + ratios)
+
+
+def bench(device: str = 'cpu', quick: bool = False, out: str | None = None, threads: int | None = None) -> dict:
+    threads = threads or torch.get_num_threads()
+    cases = cases_for(device, quick, threads)
+    results = []
+    for i, case in enumerate(cases, 1):
+        print(f'[{i}/{len(cases)}] {describe({**case, "peak_mem_mb": 0})}', flush=True)
+        proc = subprocess.run([sys.executable, '-m', 'xfusion.bench', '--case', json.dumps(case)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f'bench case failed: {describe(case)}\n{proc.stderr[-2000:]}')
+        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    report = {'machine': machine_info(device, threads), 'quick': quick, 'period': PERIOD, 'results': results}
+    print(table(results))
+    if out:
+        Path(out).write_text(json.dumps(report, indent=2))
+        print(f'wrote {out}')
+    return report
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--out', default=None, help='write the results as JSON here')
+    parser.add_argument('--device', default='cpu', help='cpu or cuda[:N]')
+    parser.add_argument('--quick', action='store_true',
+                        help='fewer repeats and sizes (still both modes and encoders of the paper network at 100x256)')
+    parser.add_argument('--threads', type=int, default=None, help='torch threads (default: torch\'s)')
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.device.startswith('cuda') and not torch.cuda.is_available():
+        print('xfusion bench: error: --device cuda but no CUDA device here', file=sys.stderr)
+        return 2
+    bench(args.device, args.quick, args.out, args.threads)
+    return 0
+
+
+if __name__ == '__main__':  # one case, in its own process: python -m xfusion.bench --case JSON
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--case', required=True)
+    print(json.dumps(run_case(json.loads(parser.parse_args().case))))
