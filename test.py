@@ -1,7 +1,8 @@
 """Evaluate an experiment's newest checkpoint: python test.py -opt options/finetune_xray.yml."""
+import sys
 from os import path as osp
 
-from xfusion.test_pipeline import test_pipeline
+from xfusion.pipelines import test
 
 if __name__ == '__main__':
-    test_pipeline(osp.dirname(osp.abspath(__file__)))
+    sys.exit(test(osp.dirname(osp.abspath(__file__))))

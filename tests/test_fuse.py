@@ -22,11 +22,12 @@ def save_experiment(root, net_opt, state=None, identity=False):
     (root / 'train_opts.yml').write_text(yaml.safe_dump({'name': 'x', 'network_g': net_opt}))
     torch.manual_seed(0)
     net = EDVRSTF(**{k: v for k, v in net_opt.items() if k != 'type'})
-    if identity:  # no residual, base = the temporally weighted key frames
+    if identity:  # no residual, base = the key frames weighted by temporal closeness alone
         with torch.no_grad():
             net.conv_last.weight.zero_()
             net.conv_last.bias.zero_()
-            net.blend_logits.bias.copy_(torch.tensor([30.0, 30.0, -30.0]))
+            net.blend_logits.weight.zero_()
+            net.blend_logits.bias.copy_(torch.tensor([0.0, 0.0, 60.0]))
     torch.save({'params': state or net.state_dict()}, root / 'models' / 'net_g_latest.pth')
     return root / 'models' / 'net_g_latest.pth'
 
@@ -150,3 +151,16 @@ def test_bad_inputs_give_one_line_and_write_nothing(tmp_path, checkpoint, capsys
         code, err = run_cli(args + base if '--model' not in args else args + ['--out', str(out)], capsys)
         assert code == 2 and len(err) == 1 and message in err[0], (args, err)
         assert not out.exists() and not (tmp_path / 'out.partial').exists()
+
+
+def test_tiles_cover_the_frame_and_blend_weights_are_positive():
+    boxes = tile_boxes(100, 70, 32, 8)
+    covered = np.zeros((100, 70), int)
+    total = np.zeros((400, 280))
+    for box in boxes:
+        y0, y1, x0, x1 = box
+        assert (y1 - y0, x1 - x0) == (32, 32)
+        covered[y0:y1, x0:x1] += 1
+        total[y0 * 4:y1 * 4, x0 * 4:x1 * 4] += blend_weight(box, 100, 70, 8)
+    assert covered.min() >= 1 and total.min() > 0
+    assert tile_boxes(20, 20, 0, 8) == [(0, 20, 0, 20)] == tile_boxes(20, 20, 64, 8)

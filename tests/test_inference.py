@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from xfusion.archs.edvrstf_arch import EDVRSTF
+from xfusion.archs.swinstf_arch import SwinSTF
 from xfusion.inference import FrameSource, SequenceInference, supports_cache
 
 
@@ -37,6 +38,16 @@ def test_cached_equals_per_window(period, lr_sep, offset, net_kwargs):
         assert per_window[t].shape == (1, 32, 48)
         assert (cached[t] - per_window[t]).abs().max() < 1e-4, t
         assert (batched[t] - per_window[t]).abs().max() < 1e-4, t
+
+
+def test_cached_swin_equals_per_window():
+    torch.manual_seed(0)
+    net = SwinSTF(embed_dim=16, depths=[2], num_heads=[2], window_size=[5, 4, 4], base='key_blend',
+                  hr_encoder='unshuffle').eval()
+    src = source(frames=9, period=4, lr_sep=2, size=(6, 10))
+    per_window = collect(SequenceInference(net, cached=False), src)
+    cached = collect(SequenceInference(net, cached=True, batch=3), src)
+    assert all((cached[t] - per_window[t]).abs().max() < 1e-4 for t in range(9))
 
 
 def test_per_window_equals_the_network_forward():
@@ -74,3 +85,10 @@ def test_networks_without_stages_run_per_window():
     assert not supports_cache(Plain()) and not inference.cached
     out = collect(inference, source(period=5))
     assert torch.allclose(out[5], torch.from_numpy(source().read_key(5))[None])
+
+
+def test_a_half_consumed_run_leaves_grad_mode_alone():
+    stream = SequenceInference(small_net()).run(source())
+    t, out = next(stream)
+    assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+    out += 1  # outputs are ordinary tensors

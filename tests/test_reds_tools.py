@@ -50,3 +50,10 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(['synth', 'reds', '--out', str(tmp_path), '--hr-size', '60', '96']) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(line.startswith('xfusion') for line in err)
+
+
+def test_every_texture_ships_with_scikit_image():
+    from xfusion.synth.reds import SKIMAGE_IMAGES, load_texture
+    for name in SKIMAGE_IMAGES:
+        img = load_texture(name)
+        assert img.ndim == 3 and img.shape[2] == 3 and img.dtype == np.uint8 and min(img.shape[:2]) >= 128, name

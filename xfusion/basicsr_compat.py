@@ -127,6 +127,21 @@ def _model_to_device(self, net):
 
 base_model.BaseModel.model_to_device = _model_to_device
 
+_upstream_parse_options = basicsr_train.parse_options
+
+
+def _parse_and_check_options(root_path: str, is_train: bool = True):
+    # basicsr.train.parse_options accepts any key and name; a typo then fails hours into a job,
+    # after the experiment folder exists. Check the options (and open the data) right away.
+    from xfusion.options_check import check_options
+    opt, args = _upstream_parse_options(root_path, is_train)
+    opt['root_path'] = root_path
+    check_options(opt)
+    return opt, args
+
+
+basicsr_train.parse_options = _parse_and_check_options
+
 # basicsr.models.video_base_model.VideoBaseModel.dist_validation allocates its metric buffers on
 # 'cuda'. STFModel validates with its own loop (it reports key and non-key frames apart), so that
 # path is never taken and is left as it is.

@@ -13,8 +13,10 @@ import yaml
 from basicsr.archs import build_network
 from basicsr.utils.options import ordered_yaml
 
+from xfusion.errors import InputError
 
-class CheckpointError(ValueError):
+
+class CheckpointError(InputError):
     """A checkpoint that cannot be used: the message names the file and the fix."""
 
 

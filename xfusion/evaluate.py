@@ -22,8 +22,9 @@ import numpy as np
 from tqdm import tqdm
 
 from xfusion.baselines import BASELINES
-from xfusion.checkpoint import CheckpointError, load_network
-from xfusion.data.sequence_io import Sequence, SequenceError, open_xray_root
+from xfusion.checkpoint import load_network
+from xfusion.data.sequence_io import Sequence, open_xray_root
+from xfusion.errors import InputError
 from xfusion.inference import FrameSource, SequenceInference
 from xfusion.metrics import calculate_aad, calculate_psnr_stf, calculate_ssim_stf
 from xfusion.schedule import bracketing_keys, is_key_frame, key_weights, lr_window
@@ -34,7 +35,7 @@ CSV_COLUMNS = ['method', 'sequence', 'frame', 'is_key', 'period', 'lr_sep', 'b0'
 METRICS = {'psnr': calculate_psnr_stf, 'ssim': calculate_ssim_stf, 'aad': calculate_aad}
 
 
-class EvaluateError(ValueError):
+class EvaluateError(InputError):
     """Bad input to evaluate: one line naming the option and the fix."""
 
 
@@ -295,7 +296,7 @@ def run(args: argparse.Namespace) -> int:
                           parse_b0(args.b0), model=args.model, lr_only_model=args.lr_only_model,
                           swin_model=args.swin_model, opt=args.opt, device=args.device, batch=args.batch,
                           seed=args.seed, convention=args.convention)
-    except (EvaluateError, SequenceError, CheckpointError) as error:
+    except InputError as error:
         print(f'xfusion evaluate: error: {error}', file=sys.stderr)
         return 2
     print(summary_table(result['rows'], methods, ()))

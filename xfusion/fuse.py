@@ -22,13 +22,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from xfusion.checkpoint import CheckpointError, load_network
-from xfusion.data.sequence_io import SCALE, FrameStack, SequenceError, write_frame
+from xfusion.checkpoint import load_network
+from xfusion.data.sequence_io import SCALE, FrameStack, write_frame
+from xfusion.errors import InputError
 from xfusion.inference import PRECISIONS, FrameSource, SequenceInference
+from xfusion.options_check import check_writable
 from xfusion.version import __version__
 
 
-class FuseError(ValueError):
+class FuseError(InputError):
     """Bad input to fuse: one line naming the option or file and the fix."""
 
 
@@ -117,9 +119,9 @@ class OutputWriter:
         self.is_h5 = self.path.suffix.lower() in ('.h5', '.hdf5')
         if self.path.exists():
             raise FuseError(f'{self.path}: already exists; choose another --out (nothing is overwritten)')
-        parent = self.path.parent if str(self.path.parent) else Path('.')
-        if not parent.is_dir() or not os.access(parent, os.W_OK):
-            raise FuseError(f'{parent}: output folder missing or not writable')
+        if not self.path.parent.is_dir():
+            raise FuseError(f'{self.path.parent}: output folder does not exist')
+        check_writable(str(self.path.parent))
         if self.is_h5 and not dataset:
             self.dataset = '/exchange/data'
         self.tmp = self.path.with_name(self.path.name + '.partial')
@@ -289,7 +291,7 @@ def run(args: argparse.Namespace) -> int:
                    hr_index=args.hr_index, lr_sep=args.lr_sep, transform=args.transform, tile=args.tile,
                    overlap=args.overlap, device=args.device, batch=args.batch, precision=args.precision,
                    cached=not args.no_cache, opt=args.opt, value_range=args.range)
-    except (FuseError, SequenceError, CheckpointError) as error:
+    except InputError as error:
         print(f'xfusion fuse: error: {error}', file=sys.stderr)
         return 2
     print(f'fused sequence written to {out}')

@@ -83,12 +83,14 @@ class SequenceInference:
 
     def run(self, source: FrameSource, times: list[int] | None = None) -> Iterator[tuple[int, torch.Tensor]]:
         times = list(range(source.num_frames)) if times is None else sorted(times)
-        with torch.inference_mode(), autocast_for(self.device, self.precision):
-            for start in range(0, len(times), self.batch):
-                chunk = times[start:start + self.batch]
+        for start in range(0, len(times), self.batch):
+            chunk = times[start:start + self.batch]
+            # the grad/autocast modes are thread state: enter them per step, never across a yield,
+            # or a caller holding a half-consumed generator would run in inference mode too
+            with torch.inference_mode(), autocast_for(self.device, self.precision):
                 out = self._cached_step(source, chunk) if self.cached else self._window_step(source, chunk)
                 out = out.float().cpu()
-                yield from zip(chunk, out)
+            yield from zip(chunk, out.clone())  # a normal tensor: callers may modify it
 
     # ---- per-window: the plain forward on each window --------------------------------------
     def _window_step(self, source: FrameSource, chunk: list[int]) -> torch.Tensor:

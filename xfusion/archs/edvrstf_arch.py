@@ -12,7 +12,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
 from xfusion.archs.deform_conv import use_fast_deform_conv
-from xfusion.archs.stf_util import SCALE, add_base, add_hr_encoder, base_image, encode_hr
+from xfusion.archs.stf_util import add_base, add_hr_encoder, base_image, check_stf_inputs, encode_hr, split_frames
 
 
 @ARCH_REGISTRY.register()
@@ -121,29 +121,11 @@ class EDVRSTF(nn.Module):
         out = self.conv_last(self.lrelu(self.conv_hr(out)))
         return out + base_image(self, self.base, feat, lq_center, hq, key_weights)
 
-    def check_inputs(self, lq: torch.Tensor, hq: torch.Tensor | None) -> None:
-        b, t, c, h, w = lq.shape
-        if t != self.num_frame:
-            raise ValueError(f'expected {self.num_frame} LR frames, got {t}')
-        if h % 4 or w % 4:
-            raise ValueError(f'LR height and width must be multiples of 4, got {h}x{w}')
-        if self.num_frame_hi > 0:
-            if hq is None or hq.shape[1] != self.num_frame_hi:
-                raise ValueError(f'expected {self.num_frame_hi} HR key frames, got '
-                                 f'{None if hq is None else hq.shape[1]}')
-            if hq.shape[-2:] != (h * SCALE, w * SCALE):
-                raise ValueError(f'key frames must be {SCALE}x the LR size {h}x{w}, got {tuple(hq.shape[-2:])}')
-
     def forward(self, lq: torch.Tensor, hq: torch.Tensor | None = None,
                 key_weights: torch.Tensor | None = None) -> torch.Tensor:
         """(B, T, C, h, w) LR window + (B, K, C, 4h, 4w) key frames -> (B, C_out, 4h, 4w)."""
-        self.check_inputs(lq, hq)
-        b, t = lq.shape[:2]
-        lr = [level.unflatten(0, (b, t)) for level in self.encode(lq.flatten(0, 1))]
-        lr_feats = [tuple(level[:, i] for level in lr) for i in range(t)]
-        key_feats = []
-        if self.num_frame_hi > 0:
-            k = hq.shape[1]
-            keys = [level.unflatten(0, (b, k)) for level in self.encode(hq.flatten(0, 1), key=True)]
-            key_feats = [tuple(level[:, i] for level in keys) for i in range(k)]
+        check_stf_inputs(self, lq, hq, lr_multiple=4)
+        b = lq.shape[0]
+        lr_feats = split_frames(self.encode(lq.flatten(0, 1)), b)
+        key_feats = split_frames(self.encode(hq.flatten(0, 1), key=True), b) if self.num_frame_hi > 0 else []
         return self.decode(lr_feats, key_feats, lq[:, self.center_frame_idx], hq, key_weights)

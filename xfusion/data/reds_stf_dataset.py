@@ -5,6 +5,7 @@ from basicsr.utils.registry import DATASET_REGISTRY
 
 from xfusion.data.sequence_io import open_reds_clips, read_reds_meta
 from xfusion.data.stf_sampling import STFTrainingDataset
+from xfusion.errors import InputError
 
 REDS4_CLIPS = ['000', '011', '015', '020']
 OFFICIAL_VAL_CLIPS = [f'{i:03d}' for i in range(240, 270)]  # REDS val clips as renamed by BasicSR
@@ -18,7 +19,7 @@ def validation_clips(partition: str | None) -> list[str]:
         return REDS4_CLIPS
     if partition == 'official':
         return OFFICIAL_VAL_CLIPS
-    raise ValueError(f"val_partition must be 'REDS4', 'official' or 'none', got {partition!r}")
+    raise InputError(f"val_partition must be 'REDS4', 'official' or 'none', got {partition!r}")
 
 
 @DATASET_REGISTRY.register()
@@ -37,7 +38,7 @@ class REDSSTFDataset(STFTrainingDataset):
         held_out = set(validation_clips(opt.get('val_partition', 'REDS4')))
         clips = [c for c in frame_counts if c not in held_out]
         if not clips:
-            raise ValueError(f"{opt['meta_info_file']}: no training clips left after holding out "
+            raise InputError(f"{opt['meta_info_file']}: no training clips left after holding out "
                              f"{opt.get('val_partition', 'REDS4')}")
         self.sequences = open_reds_clips(opt['dataroot_gt'], opt['dataroot_lq'], clips, frame_counts)
         self._index_sequences()

@@ -16,12 +16,14 @@ import cv2
 import numpy as np
 import tifffile
 
+from xfusion.errors import InputError
+
 SCALE = 4
 IMAGE_SUFFIXES = ('.png', '.tif', '.tiff')
 INTEGER_DTYPES = (np.uint8, np.uint16)
 
 
-class SequenceError(ValueError):
+class SequenceError(InputError):
     """Bad input data: the message names the file and what is wrong with it."""
 
 
@@ -106,6 +108,13 @@ class IntensityScale:
         return stored.astype(self.dtype)
 
 
+def checked_unit(img: np.ndarray, where: str) -> np.ndarray:
+    """A [0, 1] frame, with an error naming it if it holds NaN or Inf (float data only can)."""
+    if not np.isfinite(img).all():
+        raise SequenceError(f'{where}: frame holds NaN or Inf values')
+    return img
+
+
 class Sequence:
     """A paired LR/HR sequence: frame t of both cameras at the same time.
 
@@ -163,7 +172,7 @@ class FolderSequence(Sequence):
                                 f'the sequence is {shape[0]}x{shape[1]}')
         if img.dtype != self.scale.dtype:
             raise SequenceError(f'{path}: frame is {img.dtype}, the sequence is {self.scale.dtype} (mixed bit depths)')
-        return self.scale.to_unit(img)
+        return checked_unit(self.scale.to_unit(img), str(path))
 
     def read_lr(self, t: int) -> np.ndarray:
         return self._read(self.lr_files[t], self.lr_shape)
@@ -232,12 +241,12 @@ class H5Sequence(Sequence):
         return self._file[key]
 
     def read_lr(self, t: int) -> np.ndarray:
-        return self.scale.to_unit(self._dataset('lr')[t])
+        return checked_unit(self.scale.to_unit(self._dataset('lr')[t]), f'{self.path}:lr[{t}]')
 
     def read_hr(self, t: int) -> np.ndarray:
         if t not in self._hr_position:
             raise SequenceError(f'{self.path}: no HR frame at time step {t}')
-        return self.scale.to_unit(self._dataset('hr')[self._hr_position[t]])
+        return checked_unit(self.scale.to_unit(self._dataset('hr')[self._hr_position[t]]), f'{self.path}:hr[{t}]')
 
 
 def open_xray_root(root: str | Path, value_range: tuple[float, float] | None = None,
@@ -365,7 +374,4 @@ class FrameStack:
 
     def read_unit(self, i: int) -> np.ndarray:
         """Frame i as float32 in [0, 1] (the fixed scale); NaN/Inf are an error."""
-        img = self.scale.to_unit(self.read(i))
-        if not np.isfinite(img).all():
-            raise SequenceError(f'{self.spec}: frame {i} holds NaN or Inf values')
-        return img
+        return checked_unit(self.scale.to_unit(self.read(i)), f'{self.spec} frame {i}')

@@ -14,6 +14,7 @@ import torch
 from torch.utils import data
 
 from xfusion.data.sequence_io import SCALE, Sequence
+from xfusion.errors import InputError
 from xfusion.schedule import key_weights, lr_window
 
 
@@ -21,7 +22,7 @@ def as_choices(value, name: str) -> list[int]:
     """An int or a list of ints from the options, as a non-empty list."""
     choices = [value] if isinstance(value, int) else list(value)
     if not choices or any(not isinstance(v, int) or v < 1 for v in choices):
-        raise ValueError(f'{name} must be a positive integer or a list of them, got {value!r}')
+        raise InputError(f'{name} must be a positive integer or a list of them, got {value!r}')
     return choices
 
 
@@ -29,7 +30,7 @@ def sample_schedule(num_frames: int, period_range: tuple[int, int], lr_seps: lis
                     rng=random) -> dict:
     """Draw (t, LR window, key frames) for one training sample from a sequence of num_frames."""
     if num_frames < 2:
-        raise ValueError('a training sequence needs at least 2 frames')
+        raise InputError('a training sequence needs at least 2 frames')
     period = rng.randint(min(period_range[0], num_frames - 1), min(period_range[1], num_frames - 1))
     k0 = rng.randint(0, num_frames - 1 - period)
     k1 = k0 + period
@@ -76,17 +77,17 @@ class STFTrainingDataset(data.Dataset):
         self.num_lr = opt.get('num_frame', 3)
         self.num_hi = opt.get('num_frame_hi', 2)
         if self.num_hi not in (0, 2):
-            raise ValueError(f'num_frame_hi must be 2 (the bracketing key frames) or 0 (LR-only), got {self.num_hi}')
+            raise InputError(f'num_frame_hi must be 2 (the bracketing key frames) or 0 (LR-only), got {self.num_hi}')
         period_range = opt.get('period_range', [20, 20])
         self.period_range = as_choices(period_range, 'period_range')
         if len(self.period_range) == 1:
             self.period_range = self.period_range * 2
         if len(self.period_range) != 2 or self.period_range[0] > self.period_range[1]:
-            raise ValueError(f'period_range must be [min, max], got {period_range!r}')
+            raise InputError(f'period_range must be [min, max], got {period_range!r}')
         self.lr_seps = as_choices(opt.get('lr_sep', 1), 'lr_sep')
         self.gt_size = opt.get('gt_size', 256)
         if self.gt_size % SCALE:
-            raise ValueError(f'gt_size ({self.gt_size}) must be a multiple of the scale {SCALE}')
+            raise InputError(f'gt_size ({self.gt_size}) must be a multiple of the scale {SCALE}')
         self.b0_log10_range = opt.get('b0_log10_range')
         self.noise_prob = opt.get('noise_prob', 1.0)
         # the global generators, as in BasicSR: its set_random_seed and worker_init_fn seed them
@@ -96,10 +97,10 @@ class STFTrainingDataset(data.Dataset):
         """Call once self.sequences is set: one dataset item per frame, as in BasicSR's REDS dataset."""
         for seq in self.sequences:
             if min(seq.hr_shape) < self.gt_size:
-                raise ValueError(f'{seq.name}: frames ({seq.hr_shape[0]}x{seq.hr_shape[1]}) are smaller than '
+                raise InputError(f'{seq.name}: frames ({seq.hr_shape[0]}x{seq.hr_shape[1]}) are smaller than '
                                  f'gt_size {self.gt_size}')
             if seq.hr_index != list(range(seq.num_frames)):
-                raise ValueError(f'{seq.name}: training needs an HR frame at every time step')
+                raise InputError(f'{seq.name}: training needs an HR frame at every time step')
         self.items = [(i, t) for i, seq in enumerate(self.sequences) for t in range(seq.num_frames)]
 
     def __len__(self) -> int:

@@ -8,6 +8,7 @@ from torch.utils import data
 
 from xfusion.data.reds_stf_dataset import validation_clips
 from xfusion.data.sequence_io import Sequence, open_reds_clips, open_xray_root, read_reds_meta
+from xfusion.errors import InputError
 from xfusion.inference import FrameSource
 from xfusion.schedule import is_key_frame
 
@@ -36,13 +37,13 @@ class STFSequenceTestDataset(data.Dataset):
         self.num_lr = opt.get('num_frame', 3)
         self.num_hi = opt.get('num_frame_hi', 2)
         if self.period < 1:
-            raise ValueError(f'period must be >= 1, got {self.period}')
+            raise InputError(f'period must be >= 1, got {self.period}')
         if self.lr_sep < 1:
-            raise ValueError(f'lr_sep must be >= 1, got {self.lr_sep}')
+            raise InputError(f'lr_sep must be >= 1, got {self.lr_sep}')
         self.sequences = self._open(opt)
         for seq in self.sequences:
             if self.lr_sep * (self.num_lr // 2) >= seq.num_frames:
-                raise ValueError(f'{seq.name}: lr_sep {self.lr_sep} is too large for a sequence of '
+                raise InputError(f'{seq.name}: lr_sep {self.lr_sep} is too large for a sequence of '
                                  f'{seq.num_frames} frames')
         self.items = [(i, t) for i, seq in enumerate(self.sequences) for t in range(seq.num_frames)]
 
@@ -57,7 +58,7 @@ class STFSequenceTestDataset(data.Dataset):
                                               if c in frame_counts]
         missing = [c for c in clips if c not in frame_counts]
         if missing or not clips:
-            raise ValueError(f"{opt['meta_info_file']}: clips {missing or clips} not listed in the meta file")
+            raise InputError(f"{opt['meta_info_file']}: clips {missing or clips} not listed in the meta file")
         return open_reds_clips(opt['dataroot_gt'], opt['dataroot_lq'], clips, frame_counts)
 
     def __len__(self) -> int:

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from xfusion.data.sequence_io import SCALE, write_frame
 
 # scikit-image sample images stored inside the package (no download needed)
-SKIMAGE_IMAGES = ('astronaut', 'chelsea', 'coffee', 'rocket', 'hubble_deep_field', 'retina', 'motorcycle_left',
+SKIMAGE_IMAGES = ('astronaut', 'chelsea', 'coffee', 'rocket', 'hubble_deep_field', 'retina',
                   'brick', 'grass', 'gravel', 'coins', 'moon', 'camera', 'page', 'text', 'immunohistochemistry')
 
 

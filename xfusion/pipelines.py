@@ -1,14 +1,18 @@
-"""``python test.py -opt X.yml``: BasicSR's test pipeline, made to evaluate training experiments.
+"""What train.py and test.py run: BasicSR's pipelines, with options checked first.
 
-Given a training option file it skips the training set and evaluates the newest checkpoint
-of that experiment (``experiments/<name>/models``) on the validation/test sets; given a
-test option file it uses ``path.pretrain_network_g``. Results go to ``results/<name>/``.
+``train``: BasicSR's train pipeline (options are checked right after parsing, in
+basicsr_compat, before anything is written). ``test``: BasicSR's test pipeline made to
+evaluate training experiments: given a training option file it skips the training set and
+evaluates the newest checkpoint of that experiment (``experiments/<name>/models``) on the
+validation/test sets; given a test option file it uses ``path.pretrain_network_g``. Results
+go to ``results/<name>/``. Bad input ends either with one line on stderr and exit status 2.
 """
 from __future__ import annotations
 
 import glob
 import logging
 import os
+import sys
 from os import path as osp
 
 import torch
@@ -16,6 +20,9 @@ from basicsr.data import build_dataloader, build_dataset
 from basicsr.models import build_model
 from basicsr.utils import get_env_info, get_root_logger, get_time_str, make_exp_dirs
 from basicsr.utils.options import dict2str, parse_options
+
+from xfusion.errors import InputError
+from xfusion.options_check import check_options
 
 
 def newest_checkpoint(models_dir: str) -> str | None:
@@ -28,7 +35,7 @@ def prepare_test_options(opt: dict, root_path: str) -> None:
     """Drop training sets and point path.pretrain_network_g at the checkpoint to evaluate."""
     opt['datasets'] = {k: v for k, v in opt['datasets'].items() if v['phase'] != 'train'}
     if not opt['datasets']:
-        raise ValueError('the option file has no val/test datasets to evaluate')
+        raise InputError('the option file has no val/test datasets to evaluate')
     if 'train' in opt:  # a training option file: its experiment's newest checkpoint
         checkpoint = newest_checkpoint(osp.join(root_path, 'experiments', opt['name'], 'models'))
         if checkpoint is not None:
@@ -37,13 +44,15 @@ def prepare_test_options(opt: dict, root_path: str) -> None:
             opt['path']['param_key_g'] = 'params_ema' if opt['train'].get('ema_decay', 0) > 0 else 'params'
             return
     if not opt['path'].get('pretrain_network_g'):
-        raise FileNotFoundError(f"no checkpoint to evaluate: experiments/{opt['name']}/models has none and "
+        raise InputError(f"no checkpoint to evaluate: experiments/{opt['name']}/models has none and "
                                 'path.pretrain_network_g is not set')
 
 
 def test_pipeline(root_path: str) -> None:
     opt, _ = parse_options(root_path, is_train=False)
     prepare_test_options(opt, root_path)
+    opt['root_path'] = root_path
+    check_options(opt)
     torch.backends.cudnn.benchmark = True
     make_exp_dirs(opt)
     log_file = osp.join(opt['path']['log'], f"test_{opt['name']}_{get_time_str()}.log")
@@ -63,3 +72,23 @@ def test_pipeline(root_path: str) -> None:
         logger.info(f"Testing {loader.dataset.opt['name']}...")
         model.validation(loader, current_iter=opt['name'], tb_logger=None, save_img=opt['val'].get('save_img', False))
     logger.info(f"Results in {opt['path']['results_root']}")
+
+
+def _exit_on_input_error(pipeline, root_path: str, program: str) -> int:
+    try:
+        pipeline(root_path)
+    except InputError as error:
+        print(f'{program}: error: {error}', file=sys.stderr)
+        return 2
+    return 0
+
+
+def train(root_path: str) -> int:
+    """python train.py -opt X.yml [--auto_resume] [--launcher pytorch|slurm] [--force_yml ...]"""
+    from basicsr.train import train_pipeline
+    return _exit_on_input_error(train_pipeline, root_path, 'train.py')
+
+
+def test(root_path: str) -> int:
+    """python test.py -opt X.yml [--force_yml ...]"""
+    return _exit_on_input_error(test_pipeline, root_path, 'test.py')
