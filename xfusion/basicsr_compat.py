@@ -127,6 +127,32 @@ def _model_to_device(self, net):
 
 base_model.BaseModel.model_to_device = _model_to_device
 
+def atomic_torch_save(obj, path: str) -> None:
+    """torch.save to a temporary name in the same folder, flushed to disk, then renamed over path."""
+    tmp = f'{path}.tmp{os.getpid()}'
+    try:
+        torch.save(obj, tmp)
+        with open(tmp, 'rb') as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+class _TorchSavingAtomically(types.ModuleType):
+    """The torch module as basicsr.models.base_model sees it, with an atomic save."""
+    save = staticmethod(atomic_torch_save)
+
+    def __getattr__(self, name: str):
+        return getattr(torch, name)
+
+
+# BaseModel.save_network / save_training_state torch.save straight to the final file name, so a
+# job killed while saving leaves a truncated checkpoint that --auto_resume then fails on: write
+# to a temporary name and rename (atomic on POSIX), so the last good state always stays loadable.
+base_model.torch = _TorchSavingAtomically('torch')
+
 _upstream_parse_options = basicsr_train.parse_options
 
 

@@ -9,13 +9,14 @@ TIFFs or an HDF5 dataset in the input bit depth and intensity scale, plus a JSON
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import os
 import shutil
 import sys
 import time
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -95,19 +96,33 @@ def blend_weight(box: tuple[int, int, int, int], h: int, w: int, overlap: int) -
 
 
 class FrameCache:
-    """The last few frames read, so that overlapping tiles and windows read each frame once."""
+    """The last few frames read, so that overlapping tiles and windows read each frame once.
 
-    def __init__(self, read, capacity: int):
-        self.read, self.capacity, self.frames = read, capacity, OrderedDict()
+    ``prefetch(i)`` starts reading frame i on a background thread, so that reading (and
+    decoding) the next frames overlaps with the network's compute.
+    """
+
+    def __init__(self, read, capacity: int, pool: ThreadPoolExecutor | None = None):
+        self.read, self.capacity, self.pool, self.frames = read, capacity, pool, OrderedDict()
+
+    def _insert(self, i: int, value) -> None:
+        self.frames[i] = value
+        while len(self.frames) > self.capacity:
+            self.frames.popitem(last=False)
+
+    def prefetch(self, i: int) -> None:
+        if self.pool is not None and i not in self.frames:
+            self._insert(i, self.pool.submit(self.read, i))
 
     def __call__(self, i: int) -> np.ndarray:
         if i in self.frames:
             self.frames.move_to_end(i)
         else:
-            self.frames[i] = self.read(i)
-            if len(self.frames) > self.capacity:
-                self.frames.popitem(last=False)
-        return self.frames[i]
+            self._insert(i, self.read(i))
+        value = self.frames[i]
+        if isinstance(value, Future):
+            value = self.frames[i] = value.result()
+        return value
 
 
 class OutputWriter:
@@ -167,7 +182,8 @@ def pad_to_multiple(img: np.ndarray, multiple: int) -> np.ndarray:
 def fuse(lr: str, hr: str, model: str, out: str, period: int | None = None, offset: int = 0,
          hr_index: str | None = None, lr_sep: int = 1, transform: str | None = None, tile: int = 0,
          overlap: int = 8, device: str = 'cpu', batch: int = 1, precision: str = 'fp32', cached: bool = True,
-         opt: str | None = None, value_range: tuple[float, float] | None = None, progress: bool = True) -> Path:
+         opt: str | None = None, value_range: tuple[float, float] | None = None, progress: bool = True,
+         compile: bool = False, channels_last: bool = False) -> Path:
     """Fuse an LR stack and an HR key-frame stack into an HR stack at the LR frame rate; returns the output path."""
     # --- check everything before writing anything
     lr_stack, hr_stack = FrameStack(lr, value_range), FrameStack(hr, value_range)
@@ -200,8 +216,9 @@ def fuse(lr: str, hr: str, model: str, out: str, period: int | None = None, offs
 
     # --- read each frame once (padded to multiples of 4 LR pixels), fuse tile by tile, write as it goes
     ph, pw = h + (-h) % 4, w + (-w) % 4
+    reader = ThreadPoolExecutor(1)  # reads the next frames while the network computes
     span = 2 * lr_sep + batch + 1
-    read_lr = FrameCache(lambda t: pad_to_multiple(lr_stack.read_unit(t), 4), capacity=span)
+    read_lr = FrameCache(lambda t: pad_to_multiple(lr_stack.read_unit(t), 4), capacity=2 * span, pool=reader)
 
     position = {k: i for i, k in enumerate(key_times)}
 
@@ -210,7 +227,7 @@ def fuse(lr: str, hr: str, model: str, out: str, period: int | None = None, offs
         if warp is not None:
             img = warp[0](img, warp[1], output_shape=grid)
         return pad_to_multiple(img, 4 * SCALE) if (ph, pw) != (h, w) else img
-    read_key = FrameCache(key_frame, capacity=4)
+    read_key = FrameCache(key_frame, capacity=4, pool=reader)
 
     boxes = tile_boxes(ph, pw, tile, overlap)
     weights = [torch.from_numpy(blend_weight(b, ph, pw, overlap)) for b in boxes]
@@ -219,7 +236,9 @@ def fuse(lr: str, hr: str, model: str, out: str, period: int | None = None, offs
         src = FrameSource(num_frames, lambda t, b=(y0, y1, x0, x1): read_lr(t)[b[0]:b[1], b[2]:b[3]],
                           lambda k, b=(y0, y1, x0, x1): read_key(k)[b[0] * 4:b[1] * 4, b[2] * 4:b[3] * 4],
                           key_times, lr_sep)
-        streams.append(SequenceInference(net, device, cached=cached, batch=batch, precision=precision).run(src))
+        inference = SequenceInference(net, device, cached=cached, batch=batch, precision=precision, compile=compile,
+                                      channels_last=channels_last)
+        streams.append(inference.run(src))
 
     started = time.time()
     bar = tqdm(total=num_frames, unit='frame', desc='fuse', disable=not progress)
@@ -228,6 +247,10 @@ def fuse(lr: str, hr: str, model: str, out: str, period: int | None = None, offs
     try:
         for outputs in zip(*streams):
             t = outputs[0][0]
+            for ahead in range(t + lr_sep + 1, min(t + lr_sep + 1 + batch, num_frames)):
+                read_lr.prefetch(ahead)
+            for k in key_times[bisect.bisect_right(key_times, t):][:2]:  # the next key frames
+                read_key.prefetch(k)
             if len(boxes) == 1:
                 frame = outputs[0][1][0]
             else:
@@ -248,6 +271,7 @@ def fuse(lr: str, hr: str, model: str, out: str, period: int | None = None, offs
         raise
     finally:
         pool.shutdown()
+        reader.shutdown(cancel_futures=True)
         bar.close()
     sidecar = {
         'software': f'xfusion {__version__}', 'created': time.strftime('%Y-%m-%d %H:%M:%S'),
@@ -258,7 +282,8 @@ def fuse(lr: str, hr: str, model: str, out: str, period: int | None = None, offs
                      'lr_sep': lr_sep},
         'transform': transform and json.loads(Path(transform).read_text()),
         'run': {'tile': tile, 'overlap': overlap, 'tiles': len(boxes), 'device': device, 'batch': batch,
-                'precision': precision, 'cached': cached, 'seconds': round(time.time() - started, 2)},
+                'precision': precision, 'cached': cached, 'compile': compile, 'channels_last': channels_last,
+                'seconds': round(time.time() - started, 2)},
     }
     writer.finish(sidecar)
     return writer.path
@@ -281,6 +306,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--batch', type=int, default=1, help='time steps fused together')
     parser.add_argument('--precision', default='fp32', choices=list(PRECISIONS))
     parser.add_argument('--no-cache', action='store_true', help='per-window forward (no feature reuse)')
+    parser.add_argument('--compile', action='store_true', help='torch.compile the network (long sequences)')
+    parser.add_argument('--channels-last', action='store_true', help='channels-last memory format')
     parser.add_argument('--range', type=float, nargs=2, default=None, metavar=('LOW', 'HIGH'),
                         help='fixed intensity range of both cameras (default: the dtype range)')
 
@@ -290,7 +317,8 @@ def run(args: argparse.Namespace) -> int:
         out = fuse(args.lr, args.hr, args.model, args.out, period=args.period, offset=args.offset,
                    hr_index=args.hr_index, lr_sep=args.lr_sep, transform=args.transform, tile=args.tile,
                    overlap=args.overlap, device=args.device, batch=args.batch, precision=args.precision,
-                   cached=not args.no_cache, opt=args.opt, value_range=args.range)
+                   cached=not args.no_cache, opt=args.opt, value_range=args.range, compile=args.compile,
+                   channels_last=args.channels_last)
     except InputError as error:
         print(f'xfusion fuse: error: {error}', file=sys.stderr)
         return 2

@@ -58,11 +58,14 @@ class SequenceInference:
         net: an STF network (``forward(lq, hq, key_weights)``; ``encode``/``decode`` for caching).
         device: where to compute. cached: reuse per-frame features (falls back to per-window
         for networks without encode/decode). batch: time steps decoded together.
-        precision: 'fp32' | 'bf16' | 'fp16' (autocast).
+        precision: 'fp32' | 'bf16' | 'fp16' (autocast). compile: torch.compile the network's stages
+        (pays off on long sequences; the first frames wait for compilation).
+        channels_last: memory format of the network's weights and inputs (faster for some
+        devices and convolution back ends; off by default).
     """
 
     def __init__(self, net: torch.nn.Module, device: str | torch.device = 'cpu', cached: bool = True,
-                 batch: int = 1, precision: str = 'fp32'):
+                 batch: int = 1, precision: str = 'fp32', compile: bool = False, channels_last: bool = False):
         self.net = net.eval()
         self.device = torch.device(device)
         self.cached = cached and supports_cache(net)
@@ -72,6 +75,14 @@ class SequenceInference:
         self.num_lr = net.num_frame
         self.uses_keys = getattr(net, 'num_frame_hi', 2) > 0
         self._cache, self._cache_source = None, None
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        if channels_last:
+            net.to(memory_format=torch.channels_last)
+        self._forward, self._encode, self._decode = net, getattr(net, 'encode', None), getattr(net, 'decode', None)
+        if compile:
+            self._forward = torch.compile(net)
+            if self.cached:
+                self._encode, self._decode = torch.compile(net.encode), torch.compile(net.decode)
 
     def reset(self) -> None:
         """Forget cached features (the next run starts from an empty cache)."""
@@ -102,7 +113,7 @@ class SequenceInference:
                 hqs.append(torch.stack([self._to_device(source.read_key(k)) for k in keys]))
             weights.append(w)
         hq = torch.stack(hqs) if hqs else None
-        return self.net(torch.stack(lqs), hq, torch.tensor(weights, device=self.device))
+        return self._forward(torch.stack(lqs), hq, torch.tensor(weights, device=self.device))
 
     # ---- cached: encode each frame once ----------------------------------------------------
     def _cached_step(self, source: FrameSource, chunk: list[int]) -> torch.Tensor:
@@ -132,16 +143,16 @@ class SequenceInference:
         hq = torch.stack([torch.stack([cache['key_img'][k] for k in keys]) for _, keys, _ in windows]) \
             if self.uses_keys else None
         weights = torch.tensor([w for _, _, w in windows], device=self.device)
-        return self.net.decode(lr_feats, key_feats, lq_center, hq, weights)
+        return self._decode(lr_feats, key_feats, lq_center, hq, weights)
 
     def _encode_missing(self, cache: dict, kind: str, needed: list[int], read: Callable, key: bool) -> None:
         missing = [i for i in needed if i not in cache[kind]]
         if not missing:
             return
-        frames = torch.stack([self._to_device(read(i)) for i in missing])
+        frames = torch.stack([self._to_device(read(i)) for i in missing]).contiguous(memory_format=self.memory_format)
         for start in range(0, len(missing), max(self.batch, 1)):  # bounded batches of frames
             part = missing[start:start + self.batch]
-            levels = self.net.encode(frames[start:start + len(part)], key=key)
+            levels = self._encode(frames[start:start + len(part)], key=key)
             for j, i in enumerate(part):
                 cache[kind][i] = tuple(level[j:j + 1] for level in levels)
                 cache[kind + '_img'][i] = frames[start + j]

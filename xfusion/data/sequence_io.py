@@ -164,6 +164,8 @@ class FolderSequence(Sequence):
             raise SequenceError(f'{self.lr_files[0]} is {first_lr.dtype} but {self.hr_files[0]} is {first_hr.dtype}; '
                                 'both cameras must have the same bit depth')
         self.scale = IntensityScale.for_dtype(first_lr.dtype, value_range)
+        checked_unit(self.scale.to_unit(first_lr), str(self.lr_files[0]))
+        checked_unit(self.scale.to_unit(first_hr), str(self.hr_files[0]))
 
     def _read(self, path: Path, shape: tuple[int, int]) -> np.ndarray:
         img = read_frame(path)
