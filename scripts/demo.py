@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -30,13 +31,24 @@ def step(title: str, command: list[str], log_name: str) -> None:
     print(f'\n[{time.time() - started:6.0f} s] {title}', flush=True)
     LOGS.mkdir(parents=True, exist_ok=True)
     log_path = LOGS / f'{log_name}.log'
+    last_shown = [time.time()]
+
+    def heartbeat() -> None:  # a line at least every 20 s, also while a step prints only progress bars
+        while proc.poll() is None:
+            time.sleep(2)
+            if time.time() - last_shown[0] > 20:
+                print(f'   ... still working ({time.time() - started:.0f} s)', flush=True)
+                last_shown[0] = time.time()
+
     with open(log_path, 'w') as log:
         proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 bufsize=1)
+        threading.Thread(target=heartbeat, daemon=True).start()
         for line in proc.stdout:
             log.write(line)
             if any(key in line for key in SHOWN) or line.startswith('|'):
                 print('   ' + line.rstrip()[:160], flush=True)
+                last_shown[0] = time.time()
         code = proc.wait()
     if code != 0:
         print(f'\nstep failed (exit {code}); its log: {log_path}', file=sys.stderr)

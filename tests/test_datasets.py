@@ -113,3 +113,11 @@ def test_sequence_test_dataset_covers_every_time_step(reds_root):
         build_dataset(dict(opt, lr_sep=12))
     with pytest.raises(ValueError, match='period'):
         build_dataset(dict(opt, period=0))
+
+
+def test_datasets_pickle_for_spawned_workers(reds_root):
+    """DDP runs start DataLoader workers with 'spawn', which pickles the dataset."""
+    import pickle
+    ds = build_dataset(reds_dataset_opt(reds_root))
+    clone = pickle.loads(pickle.dumps(ds))
+    assert len(clone) == len(ds) and clone[0]['lq'].shape == (3, 1, 8, 8)

@@ -189,7 +189,9 @@ def test_data_shards_of_ranks_do_not_overlap(reds_root):
 
 @pytest.mark.slow
 def test_two_process_ddp_on_cpu_with_gloo(reds_root, tmp_path):
-    opt = training_options(reds_root, **{'train:total_iter': 4, 'val:save_img': False})
+    # one DataLoader worker per rank: DDP starts them with 'spawn', which pickles the dataset
+    opt = training_options(reds_root, **{'train:total_iter': 4, 'val:save_img': False,
+                                         'datasets:train:num_worker_per_gpu': 1})
     workspace(tmp_path, opt)
     out = run_script(tmp_path, '--nproc_per_node=2', '--master_port=29533', 'train.py', '-opt', 'e2e.yml',
                      '--launcher', 'pytorch', launcher=[sys.executable, '-m', 'torch.distributed.run'])

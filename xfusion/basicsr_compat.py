@@ -5,6 +5,7 @@ project patches BasicSR.
 """
 from __future__ import annotations
 
+import glob
 import os
 import sys
 import types
@@ -13,7 +14,7 @@ import warnings
 
 def _provide_functional_tensor() -> None:
     # basicsr/data/degradations.py imports torchvision.transforms.functional_tensor,
-    # which torchvision 0.17 removed (BasicSR issue #711): provide the one name it uses.
+    # which torchvision 0.17 removed: provide the one name it uses (rgb_to_grayscale).
     try:
         import torchvision.transforms.functional_tensor  # noqa: F401
     except ImportError:
@@ -71,6 +72,10 @@ def load_resume_state(opt: dict) -> dict | None:
     candidates = []
     if opt['auto_resume']:
         state_dir = opt['path']['training_states']
+        for folder in (state_dir, opt['path']['models']):  # half-written files of a killed save
+            for stale in glob.glob(os.path.join(folder, '*.tmp*')):
+                print(f'removing {stale}, left by an interrupted save', flush=True)
+                os.remove(stale)
         if os.path.isdir(state_dir):
             names = scandir(state_dir, suffix='.state', recursive=False, full_path=False)
             iters = sorted((int(n[:-len('.state')]) for n in names if n[:-len('.state')].isdigit()), reverse=True)

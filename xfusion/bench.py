@@ -24,8 +24,12 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-PAPER_OPTIONS = ROOT / 'options' / 'pretrain_reds.yml'
-DEMO_OPTIONS = ROOT / 'options' / 'demo' / 'finetune_xray_demo.yml'
+OPTIONS = {  # (family, network) -> the option file whose network_g is benchmarked
+    ('edvr', 'paper'): ROOT / 'options' / 'pretrain_reds.yml',
+    ('edvr', 'demo'): ROOT / 'options' / 'demo' / 'finetune_xray_demo.yml',
+    ('swin', 'paper'): ROOT / 'options' / 'pretrain_reds_swin.yml',
+    ('swin', 'demo'): ROOT / 'options' / 'demo' / 'finetune_xray_swin_demo.yml',
+}
 PERIOD = 20
 
 
@@ -36,9 +40,13 @@ def read_options(path: Path) -> dict:
         return yaml.load(f, Loader=ordered_yaml()[0])
 
 
+def options_for(case: dict) -> dict:
+    return read_options(OPTIONS[case.get('family', 'edvr'), case['network']])
+
+
 def network_for(case: dict) -> torch.nn.Module:
     from basicsr.archs import build_network
-    net_opt = dict(read_options(PAPER_OPTIONS if case['network'] == 'paper' else DEMO_OPTIONS)['network_g'])
+    net_opt = dict(options_for(case)['network_g'])
     if case.get('encoder'):
         net_opt['hr_encoder'] = case['encoder']
     net_opt['fast_deform_conv'] = case.get('dcn', 'grid_sample') == 'grid_sample'
@@ -63,9 +71,13 @@ def time_inference(case: dict) -> dict:
     source = FrameSource(frames, lr.__getitem__, lambda k: hr[k // PERIOD], [0, PERIOD], 1)
     inference = SequenceInference(net, device, cached=case['mode'] == 'cached', batch=case.get('batch', 1),
                                   precision=case['precision'])
+    # cached: one key-frame period (every LR frame and one key frame per period encoded: the steady
+    # state of a long sequence), amortised per output frame; per-window: one window
     times = list(range(PERIOD)) if case['mode'] == 'cached' else [PERIOD // 2]
+    for _ in inference.run(source, times[:2]):  # warm-up
+        pass
     seconds = []
-    for _ in range(1 + case['repeats']):  # the first is the warm-up
+    for _ in range(case['repeats']):
         inference.reset()  # each repeat starts with an empty cache
         sync(device)
         start = time.perf_counter()
@@ -73,12 +85,12 @@ def time_inference(case: dict) -> dict:
             pass
         sync(device)
         seconds.append((time.perf_counter() - start) / len(times))
-    return {'seconds_per_frame': statistics.median(seconds[1:]), 'frames_timed': len(times)}
+    return {'seconds_per_frame': statistics.median(seconds), 'frames_timed': len(times)}
 
 
 def time_training(case: dict) -> dict:
     from basicsr.models import build_model
-    opt = read_options(PAPER_OPTIONS if case['network'] == 'paper' else DEMO_OPTIONS)
+    opt = options_for(case)
     device = torch.device(case['device'])
     net_opt = dict(opt['network_g'], fast_deform_conv=case.get('dcn', 'grid_sample') == 'grid_sample')
     train = dict(opt['train'])
@@ -93,7 +105,7 @@ def time_training(case: dict) -> dict:
             'hq': torch.rand(b, 2, 1, patch, patch, generator=gen), 'gt': torch.rand(b, 1, patch, patch, generator=gen),
             'key_weights': torch.full((b, 2), 0.5)}
     seconds = []
-    for it in range(1 + case['repeats']):
+    for it in range(1 + case['repeats']):  # the first is the warm-up
         sync(device)
         start = time.perf_counter()
         model.feed_data(data)
@@ -116,31 +128,45 @@ def run_case(case: dict) -> dict:
 
 
 def cases_for(device: str, quick: bool, threads: int) -> list[dict]:
-    repeats = 1 if quick else 3
+    """The benchmark: both modes and encoders of the paper network, the demo network, training, DCNs, SwinSTF."""
+    cuda = device.startswith('cuda')
+    repeats = 1 if quick else 2
     sizes = [[100, 256]] if quick else [[100, 256], [256, 256]]
-    precisions = ['fp32'] + (['bf16'] if device.startswith('cuda') or cpu_has_bf16() else [])
     cases = []
     for size in sizes:
         for encoder in ('pool', 'unshuffle'):
             for mode in ('per_window', 'cached'):
                 cases.append(dict(network='paper', encoder=encoder, lr_size=size, mode=mode, precision='fp32'))
-    for precision in precisions[1:]:  # lower precision: the cached pool network at the first size
-        cases.append(dict(network='paper', encoder='pool', lr_size=sizes[0], mode='cached', precision=precision))
-    for mode in ('per_window', 'cached'):
-        cases.append(dict(network='demo', encoder=None, lr_size=[64, 64], mode=mode, precision='fp32'))
-    dcns = ['grid_sample', 'torchvision'] if not device.startswith('cuda') else ['torchvision']
-    for dcn in dcns:
+    if cuda or cpu_has_bf16():  # lower precision: the cached pool network at the first size
+        cases.append(dict(network='paper', encoder='pool', lr_size=sizes[0], mode='cached', precision='bf16'))
+    if cuda:
+        cases.append(dict(network='paper', encoder='pool', lr_size=sizes[0], mode='cached', precision='bf16',
+                          batch=8))
+    for family in ('edvr', 'swin'):
+        for mode in ('per_window', 'cached'):
+            cases.append(dict(family=family, network='demo', encoder=None, lr_size=[64, 64], mode=mode,
+                              precision='fp32'))
+    dcns = ['torchvision'] if cuda else ['grid_sample', 'torchvision']
+    for dcn in dcns:  # the deformable convolution's share of training and inference
         cases.append(dict(network='demo', encoder=None, mode='train', patch=64, batch=8, dcn=dcn, precision='fp32'))
         if not quick:
             cases.append(dict(network='paper', encoder='pool', mode='train', patch=256, batch=1, dcn=dcn,
                               precision='fp32'))
-    if not quick and not device.startswith('cuda'):  # the DCN choice at inference, on the demo network
-        cases.append(dict(network='demo', encoder=None, lr_size=[64, 64], mode='cached', precision='fp32',
-                          dcn='torchvision'))
+            cases.append(dict(network='paper', encoder='pool', lr_size=sizes[0], mode='per_window', dcn=dcn,
+                              precision='fp32'))
+    cases.append(dict(family='swin', network='demo', encoder=None, mode='train', patch=64, batch=8,
+                      precision='fp32'))
+    if not quick:
+        cases.append(dict(family='swin', network='paper', encoder='pool', lr_size=sizes[0], mode='per_window',
+                          precision='fp32'))
+    unique = []
     for case in cases:
-        case.setdefault('dcn', 'grid_sample' if not device.startswith('cuda') else 'torchvision')
+        case.setdefault('family', 'edvr')
+        case.setdefault('dcn', 'torchvision' if cuda else 'grid_sample')
         case.update(device=device, repeats=repeats, threads=threads)
-    return cases
+        if case not in unique:
+            unique.append(case)
+    return unique
 
 
 def cpu_has_bf16() -> bool:
@@ -165,10 +191,20 @@ def machine_info(device: str, threads: int) -> dict:
 
 
 def describe(r: dict) -> str:
-    what = f"{r['network']}/{r.get('encoder') or '-'}"
+    what = f"{r.get('family', 'edvr')}-{r['network']}/{r.get('encoder') or '-'}"
     if r['mode'] == 'train':
         return f"{what:16s} train patch {r['patch']} batch {r['batch']} dcn {r['dcn']}"
     return f"{what:16s} {r['mode']:10s} LR {r['lr_size'][0]}x{r['lr_size'][1]} {r['precision']} dcn {r['dcn']}"
+
+
+IDENTITY = ('family', 'network', 'encoder', 'lr_size', 'mode', 'precision', 'dcn', 'batch', 'patch')
+
+
+def case_key(r: dict, **changes) -> tuple:
+    """What identifies a case, with some fields replaced (to find the case to compare with)."""
+    values = {k: r.get(k) for k in IDENTITY}
+    values.update(changes)
+    return tuple(tuple(v) if isinstance(v, list) else v for v in values.values())
 
 
 def table(results: list[dict]) -> str:
@@ -176,27 +212,26 @@ def table(results: list[dict]) -> str:
     for r in results:
         value = r.get('seconds_per_frame', r.get('seconds_per_iter'))
         lines.append(f'{describe(r):75s} {value:18.3f} {r["peak_mem_mb"]:9.0f}')
+    index = {case_key(r): r for r in results}
     ratios = []
-    index = {(r['network'], r.get('encoder'), tuple(r.get('lr_size') or ()), r['mode'], r['precision'], r['dcn']): r
-             for r in results}
-    for (net, enc, size, mode, prec, dcn), r in index.items():
-        if mode == 'cached':
-            ref = index.get((net, enc, size, 'per_window', 'fp32', dcn))
+    for r in results:
+        what = f"{r['family']}-{r['network']}/{r.get('encoder') or '-'}"
+        if r['mode'] == 'cached':
+            size = 'LR {}x{}'.format(*r['lr_size'])
+            ref = index.get(case_key(r, mode='per_window', precision='fp32', batch=None))
             if ref:
-                ratios.append(f'{net}/{enc} LR {size[0]}x{size[1]} {prec}: cached / per-window = '
+                ratios.append(f"{what} {size} {r['precision']}: cached / per-window fp32 = "
                               f"{r['seconds_per_frame'] / ref['seconds_per_frame']:.2f}")
-            if enc == 'unshuffle':
-                pool = index.get((net, 'pool', size, 'cached', prec, dcn))
-                if pool:
-                    ratios.append(f'{net} LR {size[0]}x{size[1]} cached: unshuffle / pool = '
-                                  f"{r['seconds_per_frame'] / pool['seconds_per_frame']:.2f}")
-    trains = [r for r in results if r['mode'] == 'train']
-    for r in trains:
+            pool = index.get(case_key(r, encoder='pool')) if r.get('encoder') == 'unshuffle' else None
+            if pool:
+                ratios.append(f"{r['family']}-{r['network']} {size} cached: unshuffle / pool = "
+                              f"{r['seconds_per_frame'] / pool['seconds_per_frame']:.2f}")
         if r['dcn'] == 'grid_sample':
-            tv = next((t for t in trains if t['network'] == r['network'] and t['dcn'] == 'torchvision'), None)
+            tv = index.get(case_key(r, dcn='torchvision'))
             if tv:
-                ratios.append(f"{r['network']} training: grid_sample DCN is "
-                              f"{tv['seconds_per_iter'] / r['seconds_per_iter']:.2f}x faster than torchvision's")
+                key = 'seconds_per_iter' if r['mode'] == 'train' else 'seconds_per_frame'
+                ratios.append(f"{what} {r['mode']}: the grid_sample DCN is {tv[key] / r[key]:.2f}x faster "
+                              "than torchvision's")
     return '\n'.join(lines + [''] + ratios)
 
 

@@ -25,7 +25,7 @@ from xfusion.baselines import BASELINES
 from xfusion.checkpoint import load_network
 from xfusion.data.sequence_io import Sequence, open_xray_root
 from xfusion.errors import InputError
-from xfusion.inference import FrameSource, SequenceInference
+from xfusion.inference import PRECISIONS, FrameSource, SequenceInference
 from xfusion.metrics import calculate_aad, calculate_psnr_stf, calculate_ssim_stf
 from xfusion.schedule import bracketing_keys, is_key_frame, key_weights, lr_window
 
@@ -72,7 +72,7 @@ def parse_b0(text: str) -> list[float | None]:
 def evaluate(data: str, out: str, methods: list[str], periods: list[int], lr_seps: list[int],
              b0s: list[float | None], model: str | None = None, lr_only_model: str | None = None,
              swin_model: str | None = None, opt: str | None = None, device: str = 'cpu', batch: int = 4,
-             seed: int = 0, convention: str = 'paper', progress: bool = True) -> dict:
+             seed: int = 0, convention: str = 'paper', precision: str = 'fp32', progress: bool = True) -> dict:
     """Run the comparison; returns {'rows': [...], 'seconds': float, 'out': Path}."""
     unknown = [m for m in methods if m not in BASELINES and m not in NETWORK_METHODS]
     if unknown:
@@ -117,7 +117,7 @@ def evaluate(data: str, out: str, methods: list[str], periods: list[int], lr_sep
                     if method in nets:
                         source = FrameSource(seq.num_frames, lr.__getitem__, gt.__getitem__, key_times, lr_sep)
                         stream = ((t, o[0].numpy()) for t, o in
-                                  SequenceInference(nets[method], device, batch=batch).run(source))
+                                  SequenceInference(nets[method], device, batch=batch, precision=precision).run(source))
                     else:
                         stream = run_baseline(method, lr, gt.__getitem__, key_times, lr_sep)
                     for t, pred in stream:
@@ -281,6 +281,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--batch', type=int, default=4, help='time steps per network call')
     parser.add_argument('--seed', type=int, default=0, help='seed of the LR noise')
+    parser.add_argument('--precision', default='fp32', choices=list(PRECISIONS), help='of the network methods')
 
 
 def default_methods(args: argparse.Namespace) -> list[str]:
@@ -295,7 +296,7 @@ def run(args: argparse.Namespace) -> int:
         result = evaluate(args.data, args.out, methods, parse_list(args.period, int), parse_list(args.lr_sep, int),
                           parse_b0(args.b0), model=args.model, lr_only_model=args.lr_only_model,
                           swin_model=args.swin_model, opt=args.opt, device=args.device, batch=args.batch,
-                          seed=args.seed, convention=args.convention)
+                          seed=args.seed, convention=args.convention, precision=args.precision)
     except InputError as error:
         print(f'xfusion evaluate: error: {error}', file=sys.stderr)
         return 2

@@ -158,6 +158,10 @@ def check_options(opt: dict, open_data: bool = True) -> None:
         if phase.split('_')[0] not in ('train', 'val', 'test'):
             raise InputError(f"datasets:{phase}: phase must be train, val or test{_closest(phase, ['train', 'val'])}")
         check_dataset(phase, ds, opt)
+        if opt.get('model_type') == 'STFModel' and phase.split('_')[0] != 'train' \
+                and ds['type'] != 'STFSequenceTestDataset':
+            raise InputError(f"datasets:{phase}:type: STFModel validates on whole sequences; use "
+                             f"STFSequenceTestDataset, not {ds['type']}")
     for name, metric in ((opt.get('val') or {}).get('metrics') or {}).items():
         check_keys(metric, METRIC_KEYS, f'val:metrics:{name}')
         check_name(metric.get('type'), METRIC_REGISTRY, f'val:metrics:{name}:type')

@@ -12,7 +12,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
 from xfusion.archs.deform_conv import use_fast_deform_conv
-from xfusion.archs.stf_util import add_base, add_hr_encoder, base_image, check_stf_inputs, encode_hr, split_frames
+from xfusion.archs.stf_util import add_base, add_hr_encoder, base_image, encode_hr, stf_forward, upsample_x4
 
 
 @ARCH_REGISTRY.register()
@@ -115,17 +115,10 @@ class EDVRSTF(nn.Module):
         if not self.with_tsa:
             aligned = aligned.flatten(1, 2)
         feat = self.fusion(aligned)
-        out = self.reconstruction(feat)
-        out = self.lrelu(self.pixel_shuffle(self.upconv1(out)))
-        out = self.lrelu(self.pixel_shuffle(self.upconv2(out)))
-        out = self.conv_last(self.lrelu(self.conv_hr(out)))
+        out = upsample_x4(self, self.reconstruction(feat))
         return out + base_image(self, self.base, feat, lq_center, hq, key_weights)
 
     def forward(self, lq: torch.Tensor, hq: torch.Tensor | None = None,
                 key_weights: torch.Tensor | None = None) -> torch.Tensor:
         """(B, T, C, h, w) LR window + (B, K, C, 4h, 4w) key frames -> (B, C_out, 4h, 4w)."""
-        check_stf_inputs(self, lq, hq, lr_multiple=4)
-        b = lq.shape[0]
-        lr_feats = split_frames(self.encode(lq.flatten(0, 1)), b)
-        key_feats = split_frames(self.encode(hq.flatten(0, 1), key=True), b) if self.num_frame_hi > 0 else []
-        return self.decode(lr_feats, key_feats, lq[:, self.center_frame_idx], hq, key_weights)
+        return stf_forward(self, lq, hq, key_weights, lr_multiple=4)

@@ -60,6 +60,23 @@ def check_stf_inputs(net: nn.Module, lq: torch.Tensor, hq: torch.Tensor | None, 
             raise ValueError(f'key frames must be {SCALE}x the LR size {h}x{w}, got {tuple(hq.shape[-2:])}')
 
 
+def upsample_x4(net: nn.Module, feat: torch.Tensor) -> torch.Tensor:
+    """The x4 decoder both families share: two conv + pixel-shuffle x2 stages, then conv_hr, conv_last."""
+    out = net.lrelu(net.pixel_shuffle(net.upconv1(feat)))
+    out = net.lrelu(net.pixel_shuffle(net.upconv2(out)))
+    return net.conv_last(net.lrelu(net.conv_hr(out)))
+
+
+def stf_forward(net: nn.Module, lq: torch.Tensor, hq: torch.Tensor | None, key_weights: torch.Tensor | None,
+                lr_multiple: int = 1) -> torch.Tensor:
+    """forward = encode every frame, then decode the window: the same for every STF network."""
+    check_stf_inputs(net, lq, hq, lr_multiple)
+    b = lq.shape[0]
+    lr_feats = split_frames(net.encode(lq.flatten(0, 1)), b)
+    key_feats = split_frames(net.encode(hq.flatten(0, 1), key=True), b) if net.num_frame_hi > 0 else []
+    return net.decode(lr_feats, key_feats, lq[:, net.center_frame_idx], hq, key_weights)
+
+
 def split_frames(feats: tuple[torch.Tensor, ...], b: int) -> list[tuple[torch.Tensor, ...]]:
     """Per-frame features of (B*N, ...) tensors -> a list of N per-frame tuples of (B, ...) tensors."""
     levels = [level.unflatten(0, (b, -1)) for level in feats]

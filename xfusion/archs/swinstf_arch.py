@@ -34,7 +34,7 @@ from torch.utils.checkpoint import checkpoint
 from torchvision.ops import StochasticDepth
 
 from xfusion.archs.deform_conv import use_fast_deform_conv
-from xfusion.archs.stf_util import add_base, add_hr_encoder, base_image, check_stf_inputs, encode_hr, split_frames
+from xfusion.archs.stf_util import add_base, add_hr_encoder, base_image, encode_hr, stf_forward, upsample_x4
 
 Size3 = tuple[int, int, int]
 MASK_VALUE = -100.0  # additive mask as in Swin: finite, so a fully masked (padded) row stays NaN-free
@@ -447,16 +447,9 @@ class SwinSTF(nn.Module):
     def reconstruct(self, feat: torch.Tensor, lq_center: torch.Tensor, hq: torch.Tensor | None,
                     key_weights: torch.Tensor | None) -> torch.Tensor:
         """(B, F, h, w) fused features -> HR frame (residual + base)."""
-        out = self.lrelu(self.conv_before_upsample(feat))
-        out = self.lrelu(self.pixel_shuffle(self.upconv1(out)))
-        out = self.lrelu(self.pixel_shuffle(self.upconv2(out)))
-        out = self.conv_last(self.lrelu(self.conv_hr(out)))
+        out = upsample_x4(self, self.lrelu(self.conv_before_upsample(feat)))
         return out + base_image(self, self.base, feat, lq_center, hq, key_weights)
 
     def forward(self, lq: torch.Tensor, hq: torch.Tensor | None = None,
                 key_weights: torch.Tensor | None = None) -> torch.Tensor:
-        check_stf_inputs(self, lq, hq)
-        b = lq.shape[0]
-        lr_feats = split_frames(self.encode(lq.flatten(0, 1)), b)
-        key_feats = split_frames(self.encode(hq.flatten(0, 1), key=True), b) if self.num_frame_hi > 0 else []
-        return self.decode(lr_feats, key_feats, lq[:, self.center_frame_idx], hq, key_weights)
+        return stf_forward(self, lq, hq, key_weights)

@@ -8,6 +8,7 @@ frame, and go back to the same dtype and range on writing; 16-bit data never pas
 """
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,9 @@ def list_frames(folder: str | Path) -> list[Path]:
 def read_frame(path: str | Path) -> np.ndarray:
     """One frame as stored (uint8, uint16 or float), 2-D; colour frames become gray."""
     path = Path(path)
+    tiff_log = logging.getLogger('tifffile')
+    level = tiff_log.level
+    tiff_log.setLevel(logging.CRITICAL)  # a broken file gets our one-line error, not tifffile's log too
     try:
         if path.suffix.lower() in ('.tif', '.tiff'):
             img = tifffile.imread(path)
@@ -54,6 +58,8 @@ def read_frame(path: str | Path) -> np.ndarray:
             img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     except Exception as error:  # tifffile raises its own errors on truncated files
         raise SequenceError(f'{path}: unreadable frame ({error})') from error
+    finally:
+        tiff_log.setLevel(level)
     if img is None or img.size == 0:
         raise SequenceError(f'{path}: unreadable frame')
     if img.ndim == 3 and img.shape[-1] in (3, 4):
@@ -159,7 +165,7 @@ class FolderSequence(Sequence):
         self.hr_index = list(range(self.num_frames))
         first_lr, first_hr = read_frame(self.lr_files[0]), read_frame(self.hr_files[0])
         self.lr_shape, self.hr_shape = first_lr.shape, first_hr.shape
-        self._check_pair(str(self.hr_files[0]))
+        self._check_pair(f'{self.lr_files[0]} (LR) vs {self.hr_files[0]} (HR)')
         if first_lr.dtype != first_hr.dtype:
             raise SequenceError(f'{self.lr_files[0]} is {first_lr.dtype} but {self.hr_files[0]} is {first_hr.dtype}; '
                                 'both cameras must have the same bit depth')

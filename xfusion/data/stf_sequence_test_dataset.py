@@ -44,7 +44,7 @@ class STFSequenceTestDataset(data.Dataset):
         for seq in self.sequences:
             if self.lr_sep * (self.num_lr // 2) >= seq.num_frames:
                 raise InputError(f'{seq.name}: lr_sep {self.lr_sep} is too large for a sequence of '
-                                 f'{seq.num_frames} frames')
+                                 f'{seq.num_frames} frames (at most {(seq.num_frames - 1) // (self.num_lr // 2)})')
         self.items = [(i, t) for i, seq in enumerate(self.sequences) for t in range(seq.num_frames)]
 
     @staticmethod
