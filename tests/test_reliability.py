@@ -189,14 +189,16 @@ def test_data_shards_of_ranks_do_not_overlap(reds_root):
 
 @pytest.mark.slow
 def test_two_process_ddp_on_cpu_with_gloo(reds_root, tmp_path):
-    # one DataLoader worker per rank: DDP starts them with 'spawn', which pickles the dataset
-    opt = training_options(reds_root, **{'train:total_iter': 4, 'val:save_img': False,
+    # one DataLoader worker per rank: DDP starts them with 'spawn', which pickles the dataset;
+    # tsa_iter: parameters frozen for the first iterations must not stall DDP's gradient reduction
+    opt = training_options(reds_root, **{'train:total_iter': 4, 'train:tsa_iter': 3, 'val:save_img': False,
                                          'datasets:train:num_worker_per_gpu': 1})
     workspace(tmp_path, opt)
     out = run_script(tmp_path, '--nproc_per_node=2', '--master_port=29533', 'train.py', '-opt', 'e2e.yml',
                      '--launcher', 'pytorch', launcher=[sys.executable, '-m', 'torch.distributed.run'])
     exp = tmp_path / 'experiments' / 'e2e'
     assert "'world_size': 2" in out or 'world_size: 2' in out
+    assert 'Train only the TSA fusion module.' in out and 'Train all parameters.' in out
     assert len(list(exp.glob('train_*.log'))) == 1  # only rank 0 writes logs and checkpoints
     state = torch.load(exp / 'models' / 'net_g_latest.pth')['params']
     net = EDVRSTF(**{k: v for k, v in opt['network_g'].items() if k != 'type'})

@@ -34,6 +34,13 @@ class STFModel(EDVRModel):
     per-frame ``metrics.csv`` when testing.
     """
 
+    def __init__(self, opt: dict):
+        if opt['is_train'] and opt['dist'] and opt['train'].get('tsa_iter'):
+            # parameters frozen for the TSA phase get no gradient, which DDP reports as an error
+            # ("Expected to have finished reduction") unless it looks for unused parameters
+            opt['find_unused_parameters'] = True
+        super().__init__(opt)
+
     def init_training_settings(self):
         train_opt = self.opt['train']
         if not train_opt.get('pixel_opt') and not train_opt.get('perceptual_opt'):
