@@ -29,3 +29,24 @@ def test_cases_run_and_report_the_contract_fields():
         assert r.get('seconds_per_frame', r.get('seconds_per_iter')) > 0 and r['peak_mem_mb'] > 0
     text = table(results)
     assert 'cached / per-window' in text and 'train patch 32' in text
+
+
+def test_full_bench_times_the_fast_paths_against_plain_cached_inference():
+    cases = cases_for('cpu', quick=False, threads=2)
+    cached = [c for c in cases if c['network'] == 'paper' and c['mode'] == 'cached' and c['lr_size'] == [100, 256]
+              and c['encoder'] == 'pool' and c['precision'] == 'fp32']
+    assert {(c.get('channels_last', False), c.get('compile', False)) for c in cached} == \
+        {(False, False), (True, False), (False, True)}
+    assert {tuple(c['lr_size']) for c in cases if c['network'] == 'paper' and c['mode'] != 'train'} >= \
+        {(100, 256), (256, 256)}
+
+
+def test_a_failed_case_is_reported_and_the_others_compared():
+    base = dict(family='edvr', network='paper', encoder='pool', lr_size=[100, 256], precision='fp32',
+                dcn='grid_sample', device='cpu', peak_mem_mb=100.0)
+    results = [dict(base, mode='per_window', seconds_per_frame=10.0),
+               dict(base, mode='cached', seconds_per_frame=5.0),
+               dict(base, mode='cached', compile=True, error='RuntimeError: no compiler')]
+    text = table(results)
+    assert 'failed: RuntimeError: no compiler' in text
+    assert 'cached / per-window fp32 = 0.50' in text

@@ -70,7 +70,8 @@ def time_inference(case: dict) -> dict:
     hr = torch.rand(2, 4 * h, 4 * w, generator=gen).to(device)
     source = FrameSource(frames, lr.__getitem__, lambda k: hr[k // PERIOD], [0, PERIOD], 1)
     inference = SequenceInference(net, device, cached=case['mode'] == 'cached', batch=case.get('batch', 1),
-                                  precision=case['precision'])
+                                  precision=case['precision'], compile=case.get('compile', False),
+                                  channels_last=case.get('channels_last', False))
     # cached: one key-frame period (every LR frame and one key frame per period encoded: the steady
     # state of a long sequence), amortised per output frame; per-window: one window
     times = list(range(PERIOD)) if case['mode'] == 'cached' else [PERIOD // 2]
@@ -142,6 +143,11 @@ def cases_for(device: str, quick: bool, threads: int) -> list[dict]:
     if cuda:
         cases.append(dict(network='paper', encoder='pool', lr_size=sizes[0], mode='cached', precision='bf16',
                           batch=8))
+    if not quick:  # the optional fast paths, each against the plain cached case
+        cases.append(dict(network='paper', encoder='pool', lr_size=sizes[0], mode='cached', precision='fp32',
+                          channels_last=True))
+        cases.append(dict(network='paper', encoder='pool', lr_size=sizes[0], mode='cached', precision='fp32',
+                          compile=True))
     for family in ('edvr', 'swin'):
         for mode in ('per_window', 'cached'):
             cases.append(dict(family=family, network='demo', encoder=None, lr_size=[64, 64], mode=mode,
@@ -194,10 +200,14 @@ def describe(r: dict) -> str:
     what = f"{r.get('family', 'edvr')}-{r['network']}/{r.get('encoder') or '-'}"
     if r['mode'] == 'train':
         return f"{what:16s} train patch {r['patch']} batch {r['batch']} dcn {r['dcn']}"
-    return f"{what:16s} {r['mode']:10s} LR {r['lr_size'][0]}x{r['lr_size'][1]} {r['precision']} dcn {r['dcn']}"
+    extras = ''.join(f' {name}' for name in ('channels_last', 'compile') if r.get(name))
+    extras += f" batch {r['batch']}" if r.get('batch') else ''
+    return (f"{what:16s} {r['mode']:10s} LR {r['lr_size'][0]}x{r['lr_size'][1]} {r['precision']} dcn {r['dcn']}"
+            f"{extras}")
 
 
-IDENTITY = ('family', 'network', 'encoder', 'lr_size', 'mode', 'precision', 'dcn', 'batch', 'patch')
+IDENTITY = ('family', 'network', 'encoder', 'lr_size', 'mode', 'precision', 'dcn', 'batch', 'patch', 'channels_last',
+            'compile')
 
 
 def case_key(r: dict, **changes) -> tuple:
@@ -210,25 +220,35 @@ def case_key(r: dict, **changes) -> tuple:
 def table(results: list[dict]) -> str:
     lines = [f"{'case':75s} {'s/frame or s/iter':>18s} {'peak MB':>9s}"]
     for r in results:
+        if r.get('error'):
+            lines.append(f"{describe(r):75s} failed: {r['error']}")
+            continue
         value = r.get('seconds_per_frame', r.get('seconds_per_iter'))
         lines.append(f'{describe(r):75s} {value:18.3f} {r["peak_mem_mb"]:9.0f}')
     index = {case_key(r): r for r in results}
     ratios = []
     for r in results:
         what = f"{r['family']}-{r['network']}/{r.get('encoder') or '-'}"
+        if r.get('error'):
+            continue
         if r['mode'] == 'cached':
             size = 'LR {}x{}'.format(*r['lr_size'])
             ref = index.get(case_key(r, mode='per_window', precision='fp32', batch=None))
-            if ref:
+            if ref and not (r.get('channels_last') or r.get('compile')):  # those are compared with plain cached
                 ratios.append(f"{what} {size} {r['precision']}: cached / per-window fp32 = "
                               f"{r['seconds_per_frame'] / ref['seconds_per_frame']:.2f}")
+            for option in ('channels_last', 'compile'):
+                plain = index.get(case_key(r, **{option: None})) if r.get(option) else None
+                if plain and not plain.get('error'):
+                    ratios.append(f"{what} {size} cached: {option} / plain = "
+                                  f"{r['seconds_per_frame'] / plain['seconds_per_frame']:.2f}")
             pool = index.get(case_key(r, encoder='pool')) if r.get('encoder') == 'unshuffle' else None
             if pool:
                 ratios.append(f"{r['family']}-{r['network']} {size} cached: unshuffle / pool = "
                               f"{r['seconds_per_frame'] / pool['seconds_per_frame']:.2f}")
         if r['dcn'] == 'grid_sample':
             tv = index.get(case_key(r, dcn='torchvision'))
-            if tv:
+            if tv and not tv.get('error'):
                 key = 'seconds_per_iter' if r['mode'] == 'train' else 'seconds_per_frame'
                 ratios.append(f"{what} {r['mode']}: the grid_sample DCN is {tv[key] / r[key]:.2f}x faster "
                               "than torchvision's")
@@ -243,8 +263,11 @@ def bench(device: str = 'cpu', quick: bool = False, out: str | None = None, thre
         print(f'[{i}/{len(cases)}] {describe({**case, "peak_mem_mb": 0})}', flush=True)
         proc = subprocess.run([sys.executable, '-m', 'xfusion.bench', '--case', json.dumps(case)],
                               capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise RuntimeError(f'bench case failed: {describe(case)}\n{proc.stderr[-2000:]}')
+        if proc.returncode != 0:  # report it and go on: one unsupported path should not cost the other cases
+            last = (proc.stderr.strip().splitlines() or ['no output'])[-1]
+            print(f'  failed: {last}', flush=True)
+            results.append({**case, 'error': last})
+            continue
         results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     report = {'machine': machine_info(device, threads), 'quick': quick, 'period': PERIOD, 'results': results}
     print(table(results))
