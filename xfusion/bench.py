@@ -289,8 +289,8 @@ def run(args: argparse.Namespace) -> int:
     if args.device.startswith('cuda') and not torch.cuda.is_available():
         print('xfusion bench: error: --device cuda but no CUDA device here', file=sys.stderr)
         return 2
-    bench(args.device, args.quick, args.out, args.threads)
-    return 0
+    report = bench(args.device, args.quick, args.out, args.threads)
+    return 1 if any(r.get('error') for r in report['results']) else 0  # the table says which failed
 
 
 if __name__ == '__main__':  # one case, in its own process: python -m xfusion.bench --case JSON
