@@ -60,6 +60,8 @@ from basicsr.utils import (  # noqa: E402
     scandir,
 )
 
+TMP_SUFFIX = '.tmp'  # checkpoints are written to <file>.tmp<pid>, then renamed (atomic_torch_save)
+
 
 def load_resume_state(opt: dict) -> dict | None:
     """basicsr.train.load_resume_state without its CUDA assumptions.
@@ -73,7 +75,7 @@ def load_resume_state(opt: dict) -> dict | None:
     if opt['auto_resume']:
         state_dir = opt['path']['training_states']
         for folder in (state_dir, opt['path']['models']):  # half-written files of a killed save
-            for stale in glob.glob(os.path.join(folder, '*.tmp*')):
+            for stale in glob.glob(os.path.join(folder, f'*{TMP_SUFFIX}*')):
                 print(f'removing {stale}, left by an interrupted save', flush=True)
                 os.remove(stale)
         if os.path.isdir(state_dir):
@@ -134,7 +136,7 @@ base_model.BaseModel.model_to_device = _model_to_device
 
 def atomic_torch_save(obj, path: str) -> None:
     """torch.save to a temporary name in the same folder, flushed to disk, then renamed over path."""
-    tmp = f'{path}.tmp{os.getpid()}'
+    tmp = f'{path}{TMP_SUFFIX}{os.getpid()}'
     try:
         torch.save(obj, tmp)
         with open(tmp, 'rb') as f:

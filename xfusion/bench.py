@@ -31,6 +31,7 @@ OPTIONS = {  # (family, network) -> the option file whose network_g is benchmark
     ('swin', 'demo'): ROOT / 'options' / 'demo' / 'finetune_xray_swin_demo.yml',
 }
 PERIOD = 20
+FAST_PATHS = ('channels_last', 'compile')  # optional SequenceInference switches, timed against plain cached
 
 
 def read_options(path: Path) -> dict:
@@ -200,14 +201,13 @@ def describe(r: dict) -> str:
     what = f"{r.get('family', 'edvr')}-{r['network']}/{r.get('encoder') or '-'}"
     if r['mode'] == 'train':
         return f"{what:16s} train patch {r['patch']} batch {r['batch']} dcn {r['dcn']}"
-    extras = ''.join(f' {name}' for name in ('channels_last', 'compile') if r.get(name))
+    extras = ''.join(f' {name}' for name in FAST_PATHS if r.get(name))
     extras += f" batch {r['batch']}" if r.get('batch') else ''
     return (f"{what:16s} {r['mode']:10s} LR {r['lr_size'][0]}x{r['lr_size'][1]} {r['precision']} dcn {r['dcn']}"
             f"{extras}")
 
 
-IDENTITY = ('family', 'network', 'encoder', 'lr_size', 'mode', 'precision', 'dcn', 'batch', 'patch', 'channels_last',
-            'compile')
+IDENTITY = ('family', 'network', 'encoder', 'lr_size', 'mode', 'precision', 'dcn', 'batch', 'patch') + FAST_PATHS
 
 
 def case_key(r: dict, **changes) -> tuple:
@@ -234,10 +234,10 @@ def table(results: list[dict]) -> str:
         if r['mode'] == 'cached':
             size = 'LR {}x{}'.format(*r['lr_size'])
             ref = index.get(case_key(r, mode='per_window', precision='fp32', batch=None))
-            if ref and not (r.get('channels_last') or r.get('compile')):  # those are compared with plain cached
+            if ref and not any(r.get(name) for name in FAST_PATHS):  # those are compared with plain cached
                 ratios.append(f"{what} {size} {r['precision']}: cached / per-window fp32 = "
                               f"{r['seconds_per_frame'] / ref['seconds_per_frame']:.2f}")
-            for option in ('channels_last', 'compile'):
+            for option in FAST_PATHS:
                 plain = index.get(case_key(r, **{option: None})) if r.get(option) else None
                 if plain and not plain.get('error'):
                     ratios.append(f"{what} {size} cached: {option} / plain = "

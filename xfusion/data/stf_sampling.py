@@ -107,12 +107,11 @@ class STFTrainingDataset(data.Dataset):
     def __getitem__(self, index: int) -> dict:
         seq = self.sequences[self.items[index][0]]
         # the global generators, as in BasicSR: its set_random_seed and worker_init_fn seed them
-        rng = random
-        s = sample_schedule(seq.num_frames, self.period_range, self.lr_seps, self.num_lr, rng)
+        s = sample_schedule(seq.num_frames, self.period_range, self.lr_seps, self.num_lr)
 
         lr_patch = self.gt_size // SCALE
         h, w = seq.lr_shape
-        top, left = rng.randint(0, h - lr_patch), rng.randint(0, w - lr_patch)
+        top, left = random.randint(0, h - lr_patch), random.randint(0, w - lr_patch)
 
         def hr_crop(t):
             img = seq.read_hr(t)
@@ -121,14 +120,14 @@ class STFTrainingDataset(data.Dataset):
         lqs = [seq.read_lr(t)[top:top + lr_patch, left:left + lr_patch] for t in s['lr_indices']]
         keys = [hr_crop(s['k0']), hr_crop(s['k1'])] if self.num_hi else []
         gt = hr_crop(s['t'])
-        flips = [self.opt.get('use_hflip', True) and rng.random() < 0.5,
-                 self.opt.get('use_rot', True) and rng.random() < 0.5,
-                 self.opt.get('use_rot', True) and rng.random() < 0.5]
+        flips = [self.opt.get('use_hflip', True) and random.random() < 0.5,
+                 self.opt.get('use_rot', True) and random.random() < 0.5,
+                 self.opt.get('use_rot', True) and random.random() < 0.5]
         frames = augment(lqs + keys + [gt], *flips)
         lqs, keys, gt = frames[:len(lqs)], frames[len(lqs):-1], frames[-1]
 
-        if self.b0_log10_range is not None and rng.random() < self.noise_prob:
-            b0 = 10 ** rng.uniform(*self.b0_log10_range)
+        if self.b0_log10_range is not None and random.random() < self.noise_prob:
+            b0 = 10 ** random.uniform(*self.b0_log10_range)
             lqs = [add_poisson_noise(img, b0) for img in lqs]
 
         hq = torch.from_numpy(np.stack(keys)[:, None]) if keys else torch.zeros(0, 1, *gt.shape)
