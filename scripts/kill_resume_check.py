@@ -2,10 +2,15 @@
 
     python scripts/kill_resume_check.py --repeats 20
 
-Each repeat: a tiny STF training run saving a checkpoint every iteration is killed at a random
-moment after its first saved state; ``train.py --auto_resume`` must then start from the newest
-complete state on disk (every state file there must load), continue the iteration count from
-it and finish. Prints how many repeats resumed correctly; exit status 1 if any did not.
+Each repeat: a tiny STF training run saving a checkpoint every iteration is killed with SIGKILL
+at a random moment while it trains: once a randomly drawn state k (early in the run) is on disk,
+after a random part of one iteration's time, so often in the middle of writing state k + 1.
+The kill moment is defined by the run's own progress, not by a clock, so it lands while
+training runs on a fast machine as on a slow one. A repeat whose process had already exited,
+or had written its last state, before the signal landed is drawn again, never counted.
+``train.py --auto_resume`` must then start from the newest complete state on disk (every state
+file there must load), continue the iteration count from it and finish. Prints how many
+repeats resumed correctly; exit status 1 if any did not.
 """
 from __future__ import annotations
 
@@ -67,18 +72,54 @@ def newest_complete_state(exp: Path) -> int | None:
     return None
 
 
-def one_repeat(folder: Path, rng: random.Random) -> tuple[bool, str]:
+def states_on_disk(exp: Path) -> list[int]:
+    return sorted(int(p.stem) for p in (exp / 'training_states').glob('*.state') if p.stem.isdigit())
+
+
+def kill_while_training(folder: Path, rng: random.Random) -> tuple[str, str]:
+    """Start a run and SIGKILL it while it trains; ('killed' | 'redraw' | 'failed', what happened).
+
+    The kill waits for state k (k drawn from the first three quarters of the run), then for a
+    random part of the time the last iteration took, so it falls between states k and k + 2.
+    """
     exp = folder / 'experiments' / 'killed'
     shutil.rmtree(folder / 'experiments', ignore_errors=True)
+    target = rng.randint(1, TOTAL_ITER * 3 // 4)
     proc = subprocess.Popen([sys.executable, 'train.py', '-opt', 'killed.yml'], cwd=folder,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    while not any((exp / 'training_states').glob('*.state')):
+    seen: dict[int, float] = {}  # state -> when it was first seen
+    while target not in seen:
         if proc.poll() is not None:
-            return False, 'training ended before its first checkpoint'
-        time.sleep(0.02)
-    time.sleep(rng.uniform(0.0, 2.0))
+            proc.wait()
+            return 'failed', f'training exited (status {proc.returncode}) before its state {target}'
+        now = time.monotonic()
+        for it in states_on_disk(exp):
+            seen.setdefault(it, now)
+        time.sleep(0.01)
+    stamps = sorted(seen.values())
+    iteration = (stamps[-1] - stamps[-2]) if len(stamps) > 1 else 0.1
+    time.sleep(rng.uniform(0.0, iteration))
+    alive = proc.poll() is None
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    if not alive or proc.returncode != -signal.SIGKILL:
+        return 'redraw', f'the run had exited (status {proc.returncode}) before the signal'
+    if TOTAL_ITER in states_on_disk(exp):
+        return 'redraw', 'the run had written its last state before the signal'
+    return 'killed', f'killed after state {target}'
+
+
+def one_repeat(folder: Path, rng: random.Random, max_draws: int = 5) -> tuple[bool, str]:
+    exp = folder / 'experiments' / 'killed'
+    for _ in range(max_draws):
+        outcome, message = kill_while_training(folder, rng)
+        if outcome == 'failed':
+            return False, message
+        if outcome == 'killed':
+            break
+        print(f'   drawn again: {message}', flush=True)
+    else:
+        return False, f'no kill landed while training in {max_draws} draws'
     expected = newest_complete_state(exp)
     leftovers = [p.name for p in exp.rglob('*.tmp*')]
     out = subprocess.run([sys.executable, 'train.py', '-opt', 'killed.yml', '--auto_resume'], cwd=folder,
@@ -97,7 +138,7 @@ def one_repeat(folder: Path, rng: random.Random) -> tuple[bool, str]:
     if not (exp / 'training_states' / f'{TOTAL_ITER}.state').exists() or 'End of training' not in log:
         return False, 'resumed run did not finish'
     note = f' (temporary files left by the kill, ignored: {leftovers})' if leftovers else ''
-    return True, f'killed after state {expected}, resumed at iteration {expected + 1}, finished{note}'
+    return True, f'{message}, newest complete state {expected}, resumed at iteration {expected + 1}, finished{note}'
 
 
 def main() -> int:

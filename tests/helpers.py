@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,9 @@ from xfusion.data.sequence_io import write_frame
 
 DATA = Path(__file__).parent / 'data'
 ROOT = Path(__file__).resolve().parents[1]
+# Subprocesses get this long before a test calls them hung: a guard against hangs, far above what
+# any run here takes on a slow machine, so that no test fails because the machine was slow.
+HANG_GUARD_S = 3600
 
 
 def area_average(img: np.ndarray, factor: int = 4) -> np.ndarray:
@@ -40,6 +44,12 @@ def moving_scene(frames: int, size: tuple[int, int], seed: int = 0) -> np.ndarra
         out[t, y0:y0 + 8, x0:x0 + 8] = 0.9
     return out
 
+
+def free_port() -> int:
+    """A TCP port nobody listens on now (for torchrun's rendezvous), instead of a fixed one that may be taken."""
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
 
 
 def reds_dataset_opt(root: Path, **extra) -> dict:
@@ -95,6 +105,6 @@ def workspace(folder: Path, opt: dict, name: str = 'e2e.yml') -> Path:
 def run_script(cwd: Path, *args: str, expect: int = 0, launcher: list[str] | None = None) -> str:
     """Run a Python script (or `launcher` + args) in cwd; assert its exit status; return its output."""
     command = (launcher or [sys.executable]) + list(args)
-    proc = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert proc.returncode == expect, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout + proc.stderr

@@ -12,7 +12,16 @@ import tifffile
 import torch
 from basicsr.data.data_sampler import EnlargedSampler
 
-from helpers import ROOT, moving_scene, run_script, training_options, workspace, write_pair_sequence
+from helpers import (
+    HANG_GUARD_S,
+    ROOT,
+    free_port,
+    moving_scene,
+    run_script,
+    training_options,
+    workspace,
+    write_pair_sequence,
+)
 from xfusion.archs.edvrstf_arch import EDVRSTF
 from xfusion.data.sequence_io import write_frame
 from xfusion.errors import InputError
@@ -169,7 +178,7 @@ def test_same_seed_same_first_losses_and_resume_keeps_the_schedule(reds_root, tm
 @pytest.mark.slow
 def test_killed_while_saving_then_auto_resume():
     proc = subprocess.run([sys.executable, str(ROOT / 'scripts' / 'kill_resume_check.py'), '--repeats', '2'],
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert '2/2 resumed correctly' in proc.stdout
 
@@ -194,7 +203,7 @@ def test_two_process_ddp_on_cpu_with_gloo(reds_root, tmp_path):
     opt = training_options(reds_root, **{'train:total_iter': 4, 'train:tsa_iter': 3, 'val:save_img': False,
                                          'datasets:train:num_worker_per_gpu': 1})
     workspace(tmp_path, opt)
-    out = run_script(tmp_path, '--nproc_per_node=2', '--master_port=29533', 'train.py', '-opt', 'e2e.yml',
+    out = run_script(tmp_path, '--nproc_per_node=2', f'--master_port={free_port()}', 'train.py', '-opt', 'e2e.yml',
                      '--launcher', 'pytorch', launcher=[sys.executable, '-m', 'torch.distributed.run'])
     exp = tmp_path / 'experiments' / 'e2e'
     assert "'world_size': 2" in out or 'world_size: 2' in out
