@@ -29,10 +29,9 @@ import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-TOTAL_ITER = 40
 
 
-def make_workspace(folder: Path) -> Path:
+def make_workspace(folder: Path, total_iter: int = 40) -> Path:
     """Data (3 synthetic REDS-layout clips of 64x64), train.py and a tiny option file in folder."""
     from xfusion.reds_gray import reds_gray
     from xfusion.synth.reds import synth_reds
@@ -49,8 +48,8 @@ def make_workspace(folder: Path) -> Path:
         'network_g': dict(type='EDVRSTF', num_feat=8, deformable_groups=2, num_extract_block=1,
                           num_reconstruct_block=1, hr_encoder='unshuffle', base='key_blend'),
         'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None},
-        'train': {'optim_g': {'type': 'Adam', 'lr': 1e-3}, 'total_iter': TOTAL_ITER, 'warmup_iter': -1,
-                  'scheduler': {'type': 'CosineAnnealingRestartLR', 'periods': [TOTAL_ITER], 'restart_weights': [1],
+        'train': {'optim_g': {'type': 'Adam', 'lr': 1e-3}, 'total_iter': total_iter, 'warmup_iter': -1,
+                  'scheduler': {'type': 'CosineAnnealingRestartLR', 'periods': [total_iter], 'restart_weights': [1],
                                 'eta_min': 1e-6}},
         'logger': {'print_freq': 1, 'save_checkpoint_freq': 1, 'use_tb_logger': False},
     }
@@ -76,7 +75,7 @@ def states_on_disk(exp: Path) -> list[int]:
     return sorted(int(p.stem) for p in (exp / 'training_states').glob('*.state') if p.stem.isdigit())
 
 
-def kill_while_training(folder: Path, rng: random.Random) -> tuple[str, str]:
+def kill_while_training(folder: Path, rng: random.Random, total_iter: int) -> tuple[str, str]:
     """Start a run and SIGKILL it while it trains; ('killed' | 'redraw' | 'failed', what happened).
 
     The kill waits for state k (k drawn from the first three quarters of the run), then for a
@@ -84,7 +83,7 @@ def kill_while_training(folder: Path, rng: random.Random) -> tuple[str, str]:
     """
     exp = folder / 'experiments' / 'killed'
     shutil.rmtree(folder / 'experiments', ignore_errors=True)
-    target = rng.randint(1, TOTAL_ITER * 3 // 4)
+    target = rng.randint(1, max(1, total_iter * 3 // 4))
     proc = subprocess.Popen([sys.executable, 'train.py', '-opt', 'killed.yml'], cwd=folder,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seen: dict[int, float] = {}  # state -> when it was first seen
@@ -104,15 +103,15 @@ def kill_while_training(folder: Path, rng: random.Random) -> tuple[str, str]:
     proc.wait()
     if not alive or proc.returncode != -signal.SIGKILL:
         return 'redraw', f'the run had exited (status {proc.returncode}) before the signal'
-    if TOTAL_ITER in states_on_disk(exp):
+    if total_iter in states_on_disk(exp):
         return 'redraw', 'the run had written its last state before the signal'
     return 'killed', f'killed after state {target}'
 
 
-def one_repeat(folder: Path, rng: random.Random, max_draws: int = 5) -> tuple[bool, str]:
+def one_repeat(folder: Path, rng: random.Random, total_iter: int, max_draws: int = 5) -> tuple[bool, str]:
     exp = folder / 'experiments' / 'killed'
     for _ in range(max_draws):
-        outcome, message = kill_while_training(folder, rng)
+        outcome, message = kill_while_training(folder, rng, total_iter)
         if outcome == 'failed':
             return False, message
         if outcome == 'killed':
@@ -135,7 +134,7 @@ def one_repeat(folder: Path, rng: random.Random, max_draws: int = 5) -> tuple[bo
         return False, f'resumed from {resumed and resumed.group(1)}, newest complete state is {expected}'
     if not first_iter or int(first_iter.group(1)) != expected + 1:
         return False, f'first iteration after resume is {first_iter and first_iter.group(1)}, not {expected + 1}'
-    if not (exp / 'training_states' / f'{TOTAL_ITER}.state').exists() or 'End of training' not in log:
+    if not (exp / 'training_states' / f'{total_iter}.state').exists() or 'End of training' not in log:
         return False, 'resumed run did not finish'
     note = f' (temporary files left by the kill, ignored: {leftovers})' if leftovers else ''
     return True, f'{message}, newest complete state {expected}, resumed at iteration {expected + 1}, finished{note}'
@@ -145,14 +144,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--repeats', type=int, default=20)
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--iterations', type=int, default=40,
+                        help='length of each training run (a short one finishes within a second or two, '
+                             'as a long one does on a fast machine)')
     args = parser.parse_args()
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        make_workspace(folder)
+        make_workspace(folder, args.iterations)
         good = 0
         for i in range(args.repeats):
-            ok, message = one_repeat(folder, rng)
+            ok, message = one_repeat(folder, rng, args.iterations)
             good += ok
             print(f'[{i + 1}/{args.repeats}] {"ok" if ok else "FAILED"}: {message}', flush=True)
     print(f'{good}/{args.repeats} resumed correctly')
