@@ -18,9 +18,13 @@ setup(
     description='Spatiotemporal fusion of two-camera ultra-high-speed x-ray videos, as a BasicSR extension',
     long_description=(here / 'README.md').read_text(),
     long_description_content_type='text/markdown',
-    packages=find_packages(include=['xfusion', 'xfusion.*']),
+    # the option files of options/ ship inside the package too (xfusion/option_files), so that an
+    # installed xfusion (xfusion bench, the recipes) needs no source tree
+    packages=find_packages(include=['xfusion', 'xfusion.*']) + ['xfusion.option_files'],
+    package_dir={'xfusion.option_files': 'options'},
+    package_data={'xfusion.option_files': ['*.yml', '*/*.yml']},
     python_requires='>=3.10',
     install_requires=requirements('requirements.txt'),
     extras_require={'test': requirements('requirements-test.txt')},
-    entry_points={'console_scripts': ['xfusion=xfusion.cli:main']},
+    entry_points={'console_scripts': ['xfusion=xfusion.commands:main']},
 )

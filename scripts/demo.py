@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / 'datasets' / 'demo'
 LOGS = ROOT / 'results' / 'demo_logs'
 EVALUATION = ROOT / 'results' / 'demo_evaluation'
-XFUSION = [sys.executable, '-m', 'xfusion.cli']
+XFUSION = [sys.executable, '-m', 'xfusion']
 SHOWN = ('iter:', 'Validation', '\t #', 'Error', 'error', 'Traceback', 'Evaluating', 'Results in')
 started = time.time()
 

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def make_workspace(folder: Path, total_iter: int = 40) -> Path:
     """Data (3 synthetic REDS-layout clips of 64x64), train.py and a tiny option file in folder."""
-    from xfusion.reds_gray import reds_gray
+    from xfusion.data.reds_gray import reds_gray
     from xfusion.synth.reds import synth_reds
     synth_reds(folder / 'reds', sequences=3, frames=8, hr_size=(64, 64), seed=0)
     reds_gray(folder / 'reds', workers=1)

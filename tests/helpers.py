@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from xfusion.camera import area_average
 from xfusion.data.sequence_io import write_frame
 
 DATA = Path(__file__).parent / 'data'
@@ -17,11 +18,6 @@ ROOT = Path(__file__).resolve().parents[1]
 # Subprocesses get this long before a test calls them hung: a guard against hangs, far above what
 # any run here takes on a slow machine, so that no test fails because the machine was slow.
 HANG_GUARD_S = 3600
-
-
-def area_average(img: np.ndarray, factor: int = 4) -> np.ndarray:
-    h, w = img.shape[0] // factor, img.shape[1] // factor
-    return img[:h * factor, :w * factor].reshape(h, factor, w, factor).mean(axis=(1, 3))
 
 
 def write_pair_sequence(hr_dir: Path, lr_dir: Path, frames: np.ndarray, dtype=np.uint8) -> None:

@@ -6,7 +6,7 @@ import pytest
 from scipy.ndimage import gaussian_filter
 
 from xfusion.baselines import BASELINES, bayes, bayes_prior, bicubic, estimate_noise_var_temporal, key_copy, temporal
-from xfusion.baselines.common import block_mean
+from xfusion.camera import area_average
 
 
 def texture(size: int = 64, seed: int = 0) -> np.ndarray:
@@ -22,7 +22,7 @@ def moving_object(seed: int = 0, noise_b0: float | None = None) -> tuple[np.ndar
     hr = np.repeat(bg[None], 3, axis=0)
     for i, x0 in enumerate((12, 30, 48)):
         hr[i][(yy - 32) ** 2 + (xx - x0) ** 2 <= 36] = 0.95
-    lr = block_mean(hr, 4)
+    lr = area_average(hr, 4)
     if noise_b0:
         lr = np.random.default_rng(seed + 100).poisson(lr * noise_b0) / noise_b0
     return hr.astype(np.float32), lr.astype(np.float32)
@@ -43,7 +43,7 @@ def psnr(pred: np.ndarray, gt: np.ndarray) -> float:
 def test_static_scene_is_reproduced_exactly(method, kw, weights):
     x = texture(64, seed=1).astype(np.float32)
     hr = np.stack([x, x, x])
-    lr = block_mean(hr, 4)
+    lr = area_average(hr, 4)
     out = call(method, hr, lr, weights, **kw)
     assert np.abs(out - x).max() < 1e-5
 
@@ -56,9 +56,9 @@ def test_bayes_limits_prior_mean_and_observation():
     assert np.abs(call(bayes, hr, lr, sigma_n2=1e12) - mu).max() < 1e-5
     # a perfect observation: the estimate integrates exactly to the LR frame
     out = call(bayes, hr, lr, sigma_n2=0.0)
-    assert np.abs(block_mean(out.astype(np.float64), 4) - lr[1]).max() < 1e-5
+    assert np.abs(area_average(out.astype(np.float64), 4) - lr[1]).max() < 1e-5
     # the prior mean alone does not (the disc moved), so the limit is not trivial
-    assert np.abs(block_mean(mu, 4) - lr[1]).max() > 0.05
+    assert np.abs(area_average(mu, 4) - lr[1]).max() > 0.05
 
 
 @pytest.mark.parametrize('name', sorted(BASELINES))
@@ -86,7 +86,7 @@ def test_inputs_are_checked():
 def test_key_copy_picks_the_closer_key_and_bicubic_keeps_constants():
     hq = np.stack([np.zeros((32, 32)), np.ones((32, 32))]).astype(np.float32)
     lq = np.full((3, 8, 8), 0.37, dtype=np.float32)
-    lq_key = block_mean(hq, 4)
+    lq_key = area_average(hq, 4)
     assert (key_copy(lq, hq, lq_key, np.array([0.8, 0.2]), 1) == 0).all()
     assert (key_copy(lq, hq, lq_key, np.array([0.2, 0.8]), 1) == 1).all()
     assert (key_copy(lq, hq, lq_key, np.array([0.5, 0.5]), 1) == 0).all()  # ties go to k0
@@ -112,7 +112,7 @@ def test_fusion_beats_bicubic_on_a_moving_object(noise_b0):
 
 def test_temporal_noise_estimate():
     x = np.repeat(texture(128, seed=6)[None], 3, axis=0)
-    lr = block_mean(x, 4) + np.random.default_rng(7).normal(0, 0.02, (3, 32, 32))
+    lr = area_average(x, 4) + np.random.default_rng(7).normal(0, 0.02, (3, 32, 32))
     lr[1, 10:14, 10:14] += 0.5  # something moved: the median ignores it
     assert estimate_noise_var_temporal(lr[1], lr[[0, 2]]) == pytest.approx(0.02 ** 2, rel=0.25)
     assert estimate_noise_var_temporal(lr[0], lr[[0, 0]]) is None  # t is the key time itself

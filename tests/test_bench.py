@@ -1,26 +1,45 @@
 import json
+import os
+import shutil
 import subprocess
 import sys
 
 import pytest
+import yaml
 
-from xfusion.bench import case_key, cases_for, run_case, table
+from helpers import HANG_GUARD_S, ROOT
+from xfusion.commands.bench import case_key, cases_for, run_case, table
+from xfusion.options import packaged_option_file
+
+TINY_NET = dict(type='EDVRSTF', num_feat=8, deformable_groups=2, num_extract_block=1, num_reconstruct_block=1,
+                hr_encoder='unshuffle', base='key_blend')
 
 
 def test_quick_bench_covers_both_modes_and_encoders_of_the_paper_network():
     cases = cases_for('cpu', quick=True, threads=2)
-    paper = {(c['encoder'], c['mode']) for c in cases if c['network'] == 'paper' and c['lr_size'] == [100, 256]}
+    paper = {(c['encoder'], c['mode']) for c in cases
+             if c['network'] == 'edvr-paper' and c['lr_size'] == [100, 256]}
     assert {('pool', 'per_window'), ('pool', 'cached'), ('unshuffle', 'per_window'), ('unshuffle', 'cached')} <= paper
-    assert any(c['mode'] == 'train' and c['network'] == 'demo' for c in cases)
+    assert any(c['mode'] == 'train' and c['network'] == 'edvr-demo' for c in cases)
     assert len({case_key(c) for c in cases}) == len(cases)
+    assert all(os.path.isfile(c['opt']) and c['family'] in ('EDVRSTF', 'SwinSTF') for c in cases)
+
+
+def test_option_files_choose_the_networks(tmp_path):
+    (tmp_path / 'mine.yml').write_text(yaml.safe_dump({'network_g': TINY_NET}))
+    cases = cases_for('cpu', quick=True, threads=1, option_files=[str(tmp_path / 'mine.yml')])
+    assert {(c['network'], c['mode']) for c in cases} == {('mine', 'per_window'), ('mine', 'cached'),
+                                                           ('mine', 'train')}
+    assert all(c['family'] == 'EDVRSTF' for c in cases)
 
 
 @pytest.mark.slow
 def test_cases_run_and_report_the_contract_fields():
-    base = dict(family='edvr', network='demo', encoder=None, lr_size=[16, 16], precision='fp32', dcn='grid_sample',
-                device='cpu', repeats=1, threads=1)
+    base = dict(family='EDVRSTF', network='edvr-demo', opt=str(packaged_option_file('demo/finetune_xray_demo.yml')),
+                encoder=None, lr_size=[16, 16], precision='fp32', dcn='grid_sample', device='cpu', repeats=1,
+                threads=1)
     results = [run_case(dict(base, mode='per_window')), run_case(dict(base, mode='cached'))]
-    proc = subprocess.run([sys.executable, '-m', 'xfusion.bench', '--case',
+    proc = subprocess.run([sys.executable, '-m', 'xfusion.commands.bench', '--case',
                            json.dumps(dict(base, lr_size=None, mode='train', patch=32, batch=2))],
                           capture_output=True, text=True)
     results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
@@ -33,16 +52,16 @@ def test_cases_run_and_report_the_contract_fields():
 
 def test_full_bench_times_the_fast_paths_against_plain_cached_inference():
     cases = cases_for('cpu', quick=False, threads=2)
-    cached = [c for c in cases if c['network'] == 'paper' and c['mode'] == 'cached' and c['lr_size'] == [100, 256]
-              and c['encoder'] == 'pool' and c['precision'] == 'fp32']
+    cached = [c for c in cases if c['network'] == 'edvr-paper' and c['mode'] == 'cached'
+              and c['lr_size'] == [100, 256] and c['encoder'] == 'pool' and c['precision'] == 'fp32']
     assert {(c.get('channels_last', False), c.get('compile', False)) for c in cached} == \
         {(False, False), (True, False), (False, True)}
-    assert {tuple(c['lr_size']) for c in cases if c['network'] == 'paper' and c['mode'] != 'train'} >= \
+    assert {tuple(c['lr_size']) for c in cases if c['network'] == 'edvr-paper' and c['mode'] != 'train'} >= \
         {(100, 256), (256, 256)}
 
 
 def test_a_failed_case_is_reported_and_the_others_compared():
-    base = dict(family='edvr', network='paper', encoder='pool', lr_size=[100, 256], precision='fp32',
+    base = dict(family='EDVRSTF', network='edvr-paper', encoder='pool', lr_size=[100, 256], precision='fp32',
                 dcn='grid_sample', device='cpu', peak_mem_mb=100.0)
     results = [dict(base, mode='per_window', seconds_per_frame=10.0),
                dict(base, mode='cached', seconds_per_frame=5.0),
@@ -50,3 +69,33 @@ def test_a_failed_case_is_reported_and_the_others_compared():
     text = table(results)
     assert 'failed: RuntimeError: no compiler' in text
     assert 'cached / per-window fp32 = 0.50' in text
+
+
+@pytest.mark.slow
+def test_bench_runs_from_an_installed_package_without_the_source_tree(tmp_path):
+    source = tmp_path / 'source'  # what a source distribution holds, built into a wheel and installed
+    for name in ('setup.py', 'pyproject.toml', 'README.md', 'requirements.txt', 'requirements-test.txt'):
+        shutil.copy(ROOT / name, source / name if source.exists() else (source.mkdir() or source / name))
+    for folder in ('xfusion', 'options'):
+        shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns('__pycache__'))
+    pip = [sys.executable, '-m', 'pip', '-q', '--disable-pip-version-check']
+    subprocess.run(pip + ['wheel', '--no-deps', '--no-build-isolation', '-w', str(tmp_path / 'wheel'), str(source)],
+                   check=True, timeout=HANG_GUARD_S)
+    site = tmp_path / 'site'
+    subprocess.run(pip + ['install', '--no-deps', '--target', str(site), *map(str, (tmp_path / 'wheel').glob('*.whl'))],
+                   check=True, timeout=HANG_GUARD_S)
+    shutil.rmtree(source)
+    env = dict(os.environ, PYTHONPATH=str(site))
+    work = tmp_path / 'elsewhere'
+    work.mkdir()
+    listed = subprocess.run([sys.executable, '-m', 'xfusion', 'bench', '--list'], cwd=work, env=env,
+                            capture_output=True, text=True, timeout=HANG_GUARD_S)
+    assert listed.returncode == 0, listed.stderr
+    assert str(site / 'xfusion' / 'option_files' / 'pretrain_reds.yml') in listed.stdout
+    (work / 'mine.yml').write_text(yaml.safe_dump({'network_g': TINY_NET}))
+    ran = subprocess.run([sys.executable, '-m', 'xfusion', 'bench', '--opt', 'mine.yml', '--quick', '--out', 'b.json'],
+                         cwd=work, env=env, capture_output=True, text=True, timeout=HANG_GUARD_S)
+    assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
+    results = json.loads((work / 'b.json').read_text())['results']
+    assert {r['mode'] for r in results} == {'per_window', 'cached', 'train'}
+    assert all(r.get('seconds_per_frame', r.get('seconds_per_iter')) > 0 for r in results)

@@ -5,7 +5,8 @@ import pytest
 import torch
 from basicsr.data import build_dataset
 
-from helpers import area_average, reds_dataset_opt
+from helpers import reds_dataset_opt
+from xfusion.camera import area_average
 from xfusion.data.reds_stf_dataset import REDSSTFDataset, validation_clips
 from xfusion.data.stf_sampling import sample_schedule
 
@@ -94,19 +95,14 @@ def test_sequence_test_dataset_covers_every_time_step(reds_root):
                meta_info_file=str(reds_root / 'meta_info_REDS_GT.txt'), val_partition='REDS4', period=5, lr_sep=2)
     ds = build_dataset(opt)
     assert [s.name for s in ds.sequences] == ['000'] and len(ds) == 12
-    items = [ds[i] for i in range(len(ds))]
-    assert [it['idx'] for it in items] == list(range(12))
-    assert [it['is_key'] for it in items] == [t % 5 == 0 for t in range(12)]
-    it = items[7]
-    assert set(it) >= {'lq', 'hq', 'gt', 'folder', 'idx', 'is_key', 'key_weights', 'lq_key'}
-    assert it['folder'] == '000' and it['key_idx'].tolist() == [5, 10]
+    source = ds.frame_source(ds.sequences[0])  # what validation reads: the one data path
+    assert [source.schedule.is_key(t) for t in range(12)] == [t % 5 == 0 for t in range(12)]
+    lr_idx, keys, weights = source.window(7, 3)
+    assert lr_idx == [5, 7, 9] and keys == (5, 10) and weights == pytest.approx((0.6, 0.4))
     seq = ds.sequences[0]
-    assert np.array_equal(it['lq'][:, 0].numpy(), np.stack([seq.read_lr(i) for i in (5, 7, 9)]))
-    assert np.array_equal(it['hq'][1, 0].numpy(), seq.read_hr(10))
-    assert np.array_equal(it['gt'][0].numpy(), seq.read_hr(7))
-    assert it['key_weights'].tolist() == pytest.approx([0.6, 0.4])
-    assert items[0]['key_weights'].tolist() == [1.0, 0.0]
-    assert items[11]['key_idx'].tolist() == [10, 10]  # clamped to the last key frame
+    assert np.array_equal(source.read_lr(5), seq.read_lr(5)) and np.array_equal(source.read_key(10), seq.read_hr(10))
+    assert source.window(0, 3)[2] == (1.0, 0.0)
+    assert source.window(11, 3)[1] == (10, 10)  # clamped to the last key frame
     clips = build_dataset(dict(opt, clips=['001', '002']))
     assert len(clips) == 24
     with pytest.raises(ValueError, match='too large'):

@@ -67,23 +67,22 @@ def test_lr_only_baseline_has_no_hr_branch():
 
 def test_key_blend_starts_from_the_closer_agreeing_key_frame():
     """Untrained, the base copies the key frames that agree with the LR frame, weighted by closeness."""
-    from xfusion.archs.stf_util import base_image
     net = small(base='key_blend')
     pattern = torch.rand(1, 1, 32, 32) * 0.5
     lq = torch.nn.functional.avg_pool2d(pattern, 4)  # the LR camera sees the scene of key frame 0
     feat = torch.zeros(1, 8, 8, 8)
     # both key frames agree with the LR frame: the closer one dominates
     hq = torch.stack([pattern, pattern + 0.01], dim=1)
-    near_k1 = base_image(net, 'key_blend', feat, lq, hq, torch.tensor([[0.1, 0.9]]))
-    near_k0 = base_image(net, 'key_blend', feat, lq, hq, torch.tensor([[0.9, 0.1]]))
+    near_k1 = net.base_image(feat, lq, hq, torch.tensor([[0.1, 0.9]]))
+    near_k0 = net.base_image(feat, lq, hq, torch.tensor([[0.9, 0.1]]))
     assert (near_k1 - pattern).mean() > 0.007 and (near_k0 - pattern).mean() < 0.003
     # key frame 1 is out of date (the scene changed): the base falls back to key frame 0 despite its weight
     hq = torch.stack([pattern, pattern + 0.3], dim=1)
-    out = base_image(net, 'key_blend', feat, lq, hq, torch.tensor([[0.1, 0.9]]))
+    out = net.base_image(feat, lq, hq, torch.tensor([[0.1, 0.9]]))
     assert (out - pattern).abs().mean() < 0.02
     # neither agrees: the base is the upsampled LR frame
     hq = torch.stack([pattern + 0.3, pattern - 0.3], dim=1)
-    out = base_image(net, 'key_blend', feat, lq, hq, torch.tensor([[0.5, 0.5]]))
+    out = net.base_image(feat, lq, hq, torch.tensor([[0.5, 0.5]]))
     up = torch.nn.functional.interpolate(lq, scale_factor=4, mode='bilinear', align_corners=False)
     assert (out - up).abs().mean() < 0.02
 

@@ -15,7 +15,8 @@ def test_train_resume_and_test(reds_root, tmp_path):
 
     out = run_script(tmp_path, 'train.py', '-opt', 'e2e.yml')
     assert re.search(r'iter:\s+4,', out) and 'Validation val' in out
-    assert {p.name for p in (exp / 'models').iterdir()} == {'net_g_2.pth', 'net_g_4.pth', 'net_g_latest.pth'}
+    assert {p.name for p in (exp / 'models').iterdir()} == {'net_g_2.pth', 'net_g_4.pth', 'net_g_latest.pth',
+                                                         'options.yml'}
     assert {p.name for p in (exp / 'training_states').iterdir()} == {'2.state', '4.state'}
 
     # continue the same schedule to 6 iterations from the newest state

@@ -7,11 +7,11 @@ import tifffile
 import torch
 import yaml
 
-from helpers import area_average
 from xfusion.archs.edvrstf_arch import EDVRSTF
-from xfusion.cli import main
+from xfusion.camera import area_average
+from xfusion.commands import main
+from xfusion.commands.fuse import blend_weight, fuse, tile_boxes
 from xfusion.data.sequence_io import read_frame, write_frame
-from xfusion.fuse import blend_weight, fuse, tile_boxes
 
 NET = dict(type='EDVRSTF', num_feat=8, deformable_groups=2, num_extract_block=1, num_reconstruct_block=1)
 

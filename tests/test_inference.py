@@ -3,8 +3,10 @@ import pytest
 import torch
 
 from xfusion.archs.edvrstf_arch import EDVRSTF
+from xfusion.archs.stf_base import STFNetwork
 from xfusion.archs.swinstf_arch import SwinSTF
-from xfusion.inference import FrameSource, SequenceInference, supports_cache
+from xfusion.inference import SequenceInference, supports_cache
+from xfusion.schedule import FrameSource, KeySchedule
 
 
 def small_net(**kwargs):
@@ -18,7 +20,7 @@ def source(frames=13, period=5, lr_sep=1, offset=0, size=(8, 12)):
     rng = np.random.default_rng(0)
     lr = rng.random((frames, *size), dtype=np.float32)
     hr = rng.random((frames, size[0] * 4, size[1] * 4), dtype=np.float32)
-    return FrameSource(frames, lambda t: lr[t], lambda k: hr[k], list(range(offset, frames, period)), lr_sep)
+    return FrameSource(lambda t: lr[t], lambda k: hr[k], KeySchedule.every(period, frames, offset), lr_sep)
 
 
 def collect(inference, src):
@@ -75,9 +77,7 @@ def test_subset_of_times_and_bf16():
 
 
 def test_networks_without_stages_run_per_window():
-    class Plain(torch.nn.Module):
-        num_frame, num_frame_hi, center_frame_idx = 3, 2, 1
-
+    class Plain(STFNetwork):
         def forward(self, lq, hq, key_weights=None):
             return hq[:, 0] * key_weights[:, :1, None, None]
 

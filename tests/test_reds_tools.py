@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from xfusion.cli import main
+from xfusion.commands import main
 from xfusion.data.sequence_io import read_frame, read_reds_meta
 
 

@@ -1,7 +1,6 @@
 """Registration of the HR camera onto the x4 LR grid: known similarity transforms must be recovered."""
 from __future__ import annotations
 
-import argparse
 import json
 import math
 
@@ -10,13 +9,12 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from xfusion.commands import main
 from xfusion.data.sequence_io import write_frame
-from xfusion.register import (
+from xfusion.registration import (
     REQUIRED_KEYS,
-    add_arguments,
     estimate_transform,
     load_transform,
-    run,
     save_transform,
     warp_to_lr_grid,
 )
@@ -202,12 +200,6 @@ def test_unreadable_json(tmp_path):
         load_transform(tmp_path / 'missing.json')
 
 
-def _parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog='xfusion register')
-    add_arguments(parser)
-    return parser.parse_args(argv)
-
-
 def test_cli_writes_transform(tmp_path, capsys):
     data = _pair(1.03, 2.5, (7.3, -4.1), seed=1, frames=2)
     lr_files, hr_files = [], []
@@ -217,8 +209,7 @@ def test_cli_writes_transform(tmp_path, capsys):
         write_frame(lr_files[-1], np.rint(np.clip(data['lr'][k], 0, 1) * 65535).astype(np.uint16))
         write_frame(hr_files[-1], np.rint(np.clip(data['hr'][k], 0, 1) * 65535).astype(np.uint16))
     out = tmp_path / 'reg' / 'transform.json'
-    args = _parse(['--lr', *map(str, lr_files), '--hr', *map(str, hr_files), '--out', str(out)])
-    assert run(args) == 0
+    assert main(['register', '--lr', *map(str, lr_files), '--hr', *map(str, hr_files), '--out', str(out)]) == 0
     printed = capsys.readouterr().out.strip()
     assert len(printed.splitlines()) == 1 and 'scale 1.03' in printed and 'residual' in printed
     t = json.loads(out.read_text())
@@ -243,7 +234,7 @@ def test_cli_bad_input_returns_2_and_writes_nothing(tmp_path, capsys, problem):
         write_frame(tmp_path / 'small.png', np.full((32, 32), 100, np.uint8))
         lr = [str(good), str(tmp_path / 'small.png')]
     out = tmp_path / 'out' / 't.json'
-    assert run(_parse(['--lr', *lr, '--hr', str(tmp_path / 'hr.png'), '--out', str(out)])) == 2
+    assert main(['register', '--lr', *lr, '--hr', str(tmp_path / 'hr.png'), '--out', str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith('xfusion register: error:')
     assert ('nope.png' in err) if problem == 'missing' else ('png' in err)

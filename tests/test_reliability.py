@@ -25,7 +25,7 @@ from helpers import (
 from xfusion.archs.edvrstf_arch import EDVRSTF
 from xfusion.data.sequence_io import write_frame
 from xfusion.errors import InputError
-from xfusion.options_check import check_options
+from xfusion.options import check_options
 
 
 def parsed(opt: dict, root) -> dict:
@@ -66,7 +66,7 @@ def test_the_example_options_pass(reds_root, tmp_path):
     ('train:scheduler:type', 'CosineAnnealingLR', "did you mean 'CosineAnnealingRestartLR'"),
     ('datasets:train:dataroot_gt', '/nonexistent/gt', '/nonexistent/gt does not exist'),
     ('datasets:train:gt_size', 30, 'gt_size: 30 is not divisible by the scale 4'),
-    ('datasets:val:period', 0, 'datasets:val:period: must be integers >= 1'),
+    ('datasets:val:period', 0, 'datasets:val:period must be an integer >= 1'),
     ('datasets:val:lr_sep', 12, 'lr_sep 12 is too large for a sequence of 12 frames'),
 ])
 def test_bad_options_are_named_with_a_fix(reds_root, tmp_path, key, value, match):

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from helpers import area_average, moving_scene, write_pair_sequence
+from helpers import moving_scene, write_pair_sequence
+from xfusion.camera import area_average
 from xfusion.data.sequence_io import (
     FolderSequence,
     H5Sequence,

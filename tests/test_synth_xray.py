@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from helpers import area_average
-from xfusion.cli import main
+from xfusion.camera import area_average
+from xfusion.commands import main
 from xfusion.data.sequence_io import FolderSequence, open_xray_root
 from xfusion.synth.xray import FLAT_UNIT, synth_xray
 

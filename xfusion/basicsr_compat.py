@@ -119,21 +119,6 @@ def _init_dist_pytorch(backend: str = 'nccl', **kwargs) -> None:
 
 dist_util._init_dist_pytorch = _init_dist_pytorch
 
-_upstream_model_to_device = base_model.BaseModel.model_to_device
-
-
-def _model_to_device(self, net):
-    # BaseModel.model_to_device passes device_ids=[torch.cuda.current_device()] to
-    # DistributedDataParallel, which fails without CUDA: on CPU, DDP takes no device_ids.
-    if self.opt['dist'] and self.device.type == 'cpu':
-        net = net.to(self.device)
-        return torch.nn.parallel.DistributedDataParallel(
-            net, find_unused_parameters=self.opt.get('find_unused_parameters', False))
-    return _upstream_model_to_device(self, net)
-
-
-base_model.BaseModel.model_to_device = _model_to_device
-
 def atomic_torch_save(obj, path: str) -> None:
     """torch.save to a temporary name in the same folder, flushed to disk, then renamed over path."""
     tmp = f'{path}{TMP_SUFFIX}{os.getpid()}'
@@ -159,21 +144,6 @@ class _TorchSavingAtomically(types.ModuleType):
 # job killed while saving leaves a truncated checkpoint that --auto_resume then fails on: write
 # to a temporary name and rename (atomic on POSIX), so the last good state always stays loadable.
 base_model.torch = _TorchSavingAtomically('torch')
-
-_upstream_parse_options = basicsr_train.parse_options
-
-
-def _parse_and_check_options(root_path: str, is_train: bool = True):
-    # basicsr.train.parse_options accepts any key and name; a typo then fails hours into a job,
-    # after the experiment folder exists. Check the options (and open the data) right away.
-    from xfusion.options_check import check_options
-    opt, args = _upstream_parse_options(root_path, is_train)
-    opt['root_path'] = root_path
-    check_options(opt)
-    return opt, args
-
-
-basicsr_train.parse_options = _parse_and_check_options
 
 # basicsr.models.video_base_model.VideoBaseModel.dist_validation allocates its metric buffers on
 # 'cuda'. STFModel validates with its own loop (it reports key and non-key frames apart), so that

@@ -1,19 +1,20 @@
 """Load a trained network from a BasicSR checkpoint, with its network options.
 
-A checkpoint ``experiments/<name>/models/net_g_*.pth`` brings its network options from the
-option file BasicSR copied into the experiment folder (the parent of ``models/``), unless
-an option file is given. Checkpoints of the original XFusion ``EDVRSTF`` load as they are.
+A checkpoint ``experiments/<name>/models/net_g_*.pth`` brings its network options, unless an
+option file is given: first from the options the run really used (``models/options.yml``, written
+beside the checkpoints, ``--force_yml`` overrides included), else from the option file BasicSR
+copied into the experiment folder (older experiments). Checkpoints of the original XFusion
+``EDVRSTF`` load as they are.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
-import yaml
 from basicsr.archs import build_network
-from basicsr.utils.options import ordered_yaml
 
 from xfusion.errors import InputError
+from xfusion.options import EFFECTIVE_OPTIONS, load_option_file
 
 
 class CheckpointError(InputError):
@@ -21,8 +22,10 @@ class CheckpointError(InputError):
 
 
 def find_option_file(checkpoint: str | Path) -> Path:
-    """The option file beside a checkpoint's ``models/`` folder."""
+    """The options of a checkpoint's run: ``options.yml`` beside it, else the option file of its experiment."""
     checkpoint = Path(checkpoint)
+    if (checkpoint.parent / EFFECTIVE_OPTIONS).is_file():
+        return checkpoint.parent / EFFECTIVE_OPTIONS
     exp_dir = checkpoint.parent.parent if checkpoint.parent.name == 'models' else checkpoint.parent
     candidates = sorted(exp_dir.glob('*.yml')) + sorted(exp_dir.glob('*.yaml'))
     if not candidates:
@@ -36,9 +39,8 @@ def find_option_file(checkpoint: str | Path) -> Path:
 
 def network_options(option_file: str | Path) -> dict:
     """``network_g`` of an option file."""
-    with open(option_file) as f:
-        opt = yaml.load(f, Loader=ordered_yaml()[0])
-    if not isinstance(opt, dict) or 'network_g' not in opt:
+    opt = load_option_file(option_file)
+    if 'network_g' not in opt:
         raise CheckpointError(f'{option_file}: no network_g section')
     return dict(opt['network_g'])
 

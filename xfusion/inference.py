@@ -12,40 +12,24 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
-import numpy as np
 import torch
 
-from xfusion.schedule import bracketing_keys, key_weights, lr_window
+from xfusion.archs.stf_base import STFNetwork
+from xfusion.errors import InputError
+from xfusion.schedule import FrameSource
 
 PRECISIONS = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
-@dataclass
-class FrameSource:
-    """What sequence inference reads: LR frames at every step, HR frames at the key times.
-
-    ``read_lr(t)`` -> (h, w) and ``read_key(k)`` -> (4h, 4w) float arrays or tensors in [0, 1].
-    """
-    num_frames: int
-    read_lr: Callable[[int], np.ndarray | torch.Tensor]
-    read_key: Callable[[int], np.ndarray | torch.Tensor]
-    key_times: list[int]
-    lr_sep: int = 1
-
-    def window(self, t: int, num_lr: int) -> tuple[list[int], tuple[int, int], tuple[float, float]]:
-        k0, k1 = bracketing_keys(t, self.key_times)
-        return lr_window(t, self.lr_sep, self.num_frames, num_lr), (k0, k1), key_weights(t, k0, k1)
-
-
-def supports_cache(net: torch.nn.Module) -> bool:
-    return hasattr(net, 'encode') and hasattr(net, 'decode')
+def supports_cache(net: STFNetwork) -> bool:
+    """Whether a window network has its own encode/decode stages (else it runs per window)."""
+    return type(net).encode is not STFNetwork.encode and type(net).decode is not STFNetwork.decode
 
 
 def autocast_for(device: torch.device, precision: str):
     if precision not in PRECISIONS:
-        raise ValueError(f'precision must be one of {list(PRECISIONS)}, got {precision!r}')
+        raise InputError(f'precision must be one of {list(PRECISIONS)}, got {precision!r}')
     if PRECISIONS[precision] is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=PRECISIONS[precision])
@@ -55,7 +39,7 @@ class SequenceInference:
     """Runs ``net`` over a FrameSource and yields (t, HR frame (C, 4h, 4w) float32 on the CPU).
 
     Args:
-        net: an STF network (``forward(lq, hq, key_weights)``; ``encode``/``decode`` for caching).
+        net: an STF network (the protocol of ``xfusion.archs.stf_base``).
         device: where to compute. cached: reuse per-frame features (falls back to per-window
         for networks without encode/decode). batch: time steps decoded together.
         precision: 'fp32' | 'bf16' | 'fp16' (autocast). compile: torch.compile the network's stages
@@ -64,7 +48,7 @@ class SequenceInference:
         devices and convolution back ends; off by default).
     """
 
-    def __init__(self, net: torch.nn.Module, device: str | torch.device = 'cpu', cached: bool = True,
+    def __init__(self, net: STFNetwork, device: str | torch.device = 'cpu', cached: bool = True,
                  batch: int = 1, precision: str = 'fp32', compile: bool = False, channels_last: bool = False):
         self.net = net.eval()
         self.device = torch.device(device)
@@ -73,7 +57,7 @@ class SequenceInference:
         self.precision = precision
         autocast_for(self.device, precision)  # validates the name
         self.num_lr = net.num_frame
-        self.uses_keys = getattr(net, 'num_frame_hi', 2) > 0
+        self.uses_keys = net.uses_keys
         self._cache, self._cache_source = None, None
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if channels_last:

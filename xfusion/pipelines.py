@@ -1,14 +1,19 @@
-"""What train.py and test.py run: BasicSR's pipelines, with options checked first.
+"""What train.py and test.py run: BasicSR's pipelines, with the command line and the options checked first.
 
-``train``: BasicSR's train pipeline (options are checked right after parsing, in
-basicsr_compat, before anything is written). ``test``: BasicSR's test pipeline made to
-evaluate training experiments: given a training option file it skips the training set and
-evaluates the newest checkpoint of that experiment (``experiments/<name>/models``) on the
-validation/test sets; given a test option file it uses ``path.pretrain_network_g``. Results
-go to ``results/<name>/``. Bad input ends either with one line on stderr and exit status 2.
+``train``: BasicSR's train pipeline, whose option parsing is ours (``parse_checked_options``): the
+command line and the option file are checked, BasicSR parses them, and the parsed options are
+checked (``xfusion.options.check_options``), all before anything is written. ``test``: BasicSR's
+test pipeline made to evaluate training experiments: given a training option file it skips the
+training set and evaluates the newest checkpoint of that experiment
+(``experiments/<name>/models``) on the validation/test sets; given a test option file it uses
+``path.pretrain_network_g``. Results go to ``results/<name>/``. Bad input ends either with one
+line on stderr and exit status 2, never a traceback.
 """
 from __future__ import annotations
 
+import argparse
+import ast
+import contextlib
 import glob
 import logging
 import os
@@ -16,13 +21,69 @@ import sys
 from os import path as osp
 
 import torch
+from basicsr import train as basicsr_train
 from basicsr.data import build_dataloader, build_dataset
 from basicsr.models import build_model
 from basicsr.utils import get_env_info, get_root_logger, get_time_str, make_exp_dirs
-from basicsr.utils.options import dict2str, parse_options
+from basicsr.utils.options import dict2str
+from basicsr.utils.options import parse_options as basicsr_parse_options
 
 from xfusion.errors import InputError
-from xfusion.options_check import check_options
+from xfusion.options import check_options, load_option_file
+
+
+def check_command_line(argv: list[str]) -> None:
+    """What BasicSR's parse_options would fail on with a traceback: a missing or broken -opt file and
+    --force_yml entries that are not ``section:key=value`` with existing sections."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument('-opt')
+    parser.add_argument('--force_yml', nargs='+', default=[])
+    known, _ = parser.parse_known_args(argv)
+    if known.opt is None:
+        return  # BasicSR's own parser says that -opt is required
+    opt = load_option_file(known.opt)
+    for entry in known.force_yml:
+        keys, sep, value = entry.partition('=')
+        if not sep or '=' in value or not keys.strip():
+            raise InputError(f"--force_yml {entry}: expected section:key=value, e.g. train:total_iter=1000")
+        section, path = opt, keys.strip().split(':')
+        for depth, key in enumerate(path[:-1]):
+            if not isinstance(section, dict) or key not in section:
+                where = ':'.join(path[:depth + 1])
+                raise InputError(f'--force_yml {entry}: {known.opt} has no option {where}')
+            section = section[key]
+        if not isinstance(section, dict):
+            raise InputError(f"--force_yml {entry}: {':'.join(path[:-1])} is not a section of options")
+        if value.strip().startswith('['):
+            try:
+                ast.literal_eval(value.strip())
+            except (ValueError, SyntaxError):
+                raise InputError(f'--force_yml {entry}: {value.strip()} is not a list of values') from None
+
+
+@contextlib.contextmanager
+def argparse_errors_as_input_errors():
+    """argparse prints usage and an error and exits; make its error one InputError line instead."""
+    def error(self, message: str):
+        raise InputError(message)
+    original = argparse.ArgumentParser.error
+    argparse.ArgumentParser.error = error
+    try:
+        yield
+    finally:
+        argparse.ArgumentParser.error = original
+
+
+def parse_checked_options(root_path: str, is_train: bool = True) -> tuple[dict, argparse.Namespace]:
+    """BasicSR's parse_options, with the command line checked before and the options after."""
+    check_command_line(sys.argv[1:])
+    with argparse_errors_as_input_errors():
+        opt, args = basicsr_parse_options(root_path, is_train)
+    opt['root_path'] = root_path
+    if not is_train:
+        prepare_test_options(opt, root_path)
+    check_options(opt)
+    return opt, args
 
 
 def newest_checkpoint(models_dir: str) -> str | None:
@@ -45,14 +106,11 @@ def prepare_test_options(opt: dict, root_path: str) -> None:
             return
     if not opt['path'].get('pretrain_network_g'):
         raise InputError(f"no checkpoint to evaluate: experiments/{opt['name']}/models has none and "
-                                'path.pretrain_network_g is not set')
+                         'path.pretrain_network_g is not set')
 
 
 def test_pipeline(root_path: str) -> None:
-    opt, _ = parse_options(root_path, is_train=False)
-    prepare_test_options(opt, root_path)
-    opt['root_path'] = root_path
-    check_options(opt)
+    opt, _ = parse_checked_options(root_path, is_train=False)
     torch.backends.cudnn.benchmark = True
     make_exp_dirs(opt)
     log_file = osp.join(opt['path']['log'], f"test_{opt['name']}_{get_time_str()}.log")
@@ -85,8 +143,9 @@ def _exit_on_input_error(pipeline, root_path: str, program: str) -> int:
 
 def train(root_path: str) -> int:
     """python train.py -opt X.yml [--auto_resume] [--launcher pytorch|slurm] [--force_yml ...]"""
-    from basicsr.train import train_pipeline
-    return _exit_on_input_error(train_pipeline, root_path, 'train.py')
+    # BasicSR's train_pipeline calls the parse_options of its module: ours checks before anything is written
+    basicsr_train.parse_options = parse_checked_options
+    return _exit_on_input_error(basicsr_train.train_pipeline, root_path, 'train.py')
 
 
 def test(root_path: str) -> int:

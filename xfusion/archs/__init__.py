@@ -1,5 +1,1 @@
-"""Networks; importing this package registers them with BasicSR's ARCH_REGISTRY."""
-from xfusion.archs import (
-    edvrstf_arch,  # noqa: F401
-    swinstf_arch,  # noqa: F401
-)
+"""Networks (ARCH_REGISTRY): every ``*_arch.py`` here is imported when xfusion is, which registers it."""

@@ -12,11 +12,11 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
 from xfusion.archs.deform_conv import use_fast_deform_conv
-from xfusion.archs.stf_util import add_base, add_hr_encoder, base_image, encode_hr, stf_forward, upsample_x4
+from xfusion.archs.stf_base import Features, STFNetwork
 
 
 @ARCH_REGISTRY.register()
-class EDVRSTF(nn.Module):
+class EDVRSTF(STFNetwork):
     """STF network: LR frames (B, T, C, h, w) + HR key frames (B, K, C, 4h, 4w) -> HR frame.
 
     Args:
@@ -35,6 +35,7 @@ class EDVRSTF(nn.Module):
         hr_in, with_predeblur: accepted so that original XFusion option files load; only
             their default (False) exists.
     """
+    lr_multiple = 4  # the feature pyramid halves the LR grid twice
 
     def __init__(self,
                  num_in_ch: int = 1,
@@ -52,20 +53,16 @@ class EDVRSTF(nn.Module):
                  hr_in: bool = False,
                  with_predeblur: bool = False,
                  fast_deform_conv: bool | None = None):
-        super().__init__()
+        super().__init__(num_frame, num_frame_hi, center_frame_idx)
         if hr_in or with_predeblur:
             raise ValueError('EDVRSTF supports only hr_in=False and with_predeblur=False '
                              '(the options of the original XFusion network)')
-        self.num_frame = num_frame
-        self.num_frame_hi = num_frame_hi
-        self.center_frame_idx = num_frame // 2 if center_frame_idx is None else center_frame_idx
         self.with_tsa = with_tsa
         self.hr_encoder = hr_encoder
-        self.base = base
 
         self.conv_first = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1)
-        if num_frame_hi > 0:
-            add_hr_encoder(self, hr_encoder, num_in_ch, num_feat)
+        if self.uses_keys:
+            self.add_hr_encoder(hr_encoder, num_in_ch, num_feat)
 
         # pyramid features, shared by LR and HR-derived frames
         self.feature_extraction = make_layer(ResidualBlockNoBN, num_extract_block, num_feat=num_feat)
@@ -82,29 +79,22 @@ class EDVRSTF(nn.Module):
             self.fusion = nn.Conv2d(total_frames * num_feat, num_feat, 1, 1)
 
         self.reconstruction = make_layer(ResidualBlockNoBN, num_reconstruct_block, num_feat=num_feat)
-        self.upconv1 = nn.Conv2d(num_feat, num_feat * 4, 3, 1, 1)
-        self.upconv2 = nn.Conv2d(num_feat, 64 * 4, 3, 1, 1)
-        self.pixel_shuffle = nn.PixelShuffle(2)
-        self.conv_hr = nn.Conv2d(64, 64, 3, 1, 1)
-        self.conv_last = nn.Conv2d(64, num_out_ch, 3, 1, 1)
-        add_base(self, base, num_feat, num_frame_hi)
-
-        self.lrelu = nn.LeakyReLU(negative_slope=0.1, inplace=True)
+        self.add_x4_decoder(num_feat, num_out_ch)
+        self.add_base(base, num_feat)
         use_fast_deform_conv(self, fast_deform_conv)
 
-    # The forward pass in two stages, so that sequence inference (xfusion.inference) can compute
-    # each frame's features once and reuse them in every window the frame appears in:
-    #   encode(frames, key) -> per-frame features;  decode(LR features, key features, ...) -> HR frame.
-    def encode(self, frames: torch.Tensor, key: bool = False) -> tuple[torch.Tensor, ...]:
+    # The forward pass in two stages (the window protocol of stf_base), so that sequence inference
+    # computes each frame's features once and reuses them in every window the frame appears in.
+    def encode(self, frames: torch.Tensor, key: bool = False) -> Features:
         """(N, C, h, w) LR frames, or (N, C, 4h, 4w) key frames -> their (L1, L2, L3) pyramid on the LR grid."""
-        feat = encode_hr(self, self.hr_encoder, frames) if key else self.lrelu(self.conv_first(frames))
+        feat = self.encode_hr(frames) if key else self.lrelu(self.conv_first(frames))
         feat_l1 = self.feature_extraction(feat)
         feat_l2 = self.lrelu(self.conv_l2_2(self.lrelu(self.conv_l2_1(feat_l1))))
         feat_l3 = self.lrelu(self.conv_l3_2(self.lrelu(self.conv_l3_1(feat_l2))))
         return feat_l1, feat_l2, feat_l3
 
-    def decode(self, lr_feats: list[tuple[torch.Tensor, ...]], key_feats: list[tuple[torch.Tensor, ...]],
-               lq_center: torch.Tensor, hq: torch.Tensor | None, key_weights: torch.Tensor | None) -> torch.Tensor:
+    def decode(self, lr_feats: list[Features], key_feats: list[Features], lq_center: torch.Tensor,
+               hq: torch.Tensor | None, key_weights: torch.Tensor | None) -> torch.Tensor:
         """Per-frame pyramids of the LR window and the key frames -> HR frame at the centre time.
 
         PCD-aligns every frame to the centre LR frame, fuses (TSA), reconstructs, adds the base.
@@ -115,10 +105,5 @@ class EDVRSTF(nn.Module):
         if not self.with_tsa:
             aligned = aligned.flatten(1, 2)
         feat = self.fusion(aligned)
-        out = upsample_x4(self, self.reconstruction(feat))
-        return out + base_image(self, self.base, feat, lq_center, hq, key_weights)
-
-    def forward(self, lq: torch.Tensor, hq: torch.Tensor | None = None,
-                key_weights: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, T, C, h, w) LR window + (B, K, C, 4h, 4w) key frames -> (B, C_out, 4h, 4w)."""
-        return stf_forward(self, lq, hq, key_weights, lr_multiple=4)
+        out = self.upsample_x4(self.reconstruction(feat))
+        return out + self.base_image(feat, lq_center, hq, key_weights)

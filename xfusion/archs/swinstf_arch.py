@@ -1,11 +1,11 @@
 """SwinSTF: video-Swin-transformer spatiotemporal fusion of an LR window and HR key frames.
 
-LR frames (a conv) and HR key frames (an HR encoder of ``stf_util``, brought to the LR grid)
+LR frames (a conv) and HR key frames (an HR encoder of ``stf_base``, brought to the LR grid)
 become one token volume (B, T+K, h, w, C) on the LR grid. Residual groups of 3D shifted-window
 self-attention blocks (window over time, height, width; cyclic shift every other block, masked
 so that no token attends across the wrap; 3D relative position bias) mix it; the centre LR time
 step plus a 1x1 fusion of all frames is decoded x4 by two pixel-shuffle stages and added to the
-base image of ``stf_util`` (the upsampled centre LR frame by default).
+base image of ``stf_base`` (the upsampled centre LR frame by default).
 
 The token volume is padded (``pad_mode``, replicate by default) to window multiples, and padded
 tokens are masked out as attention keys; the convolutions run on the cropped volume. So the
@@ -34,7 +34,7 @@ from torch.utils.checkpoint import checkpoint
 from torchvision.ops import StochasticDepth
 
 from xfusion.archs.deform_conv import use_fast_deform_conv
-from xfusion.archs.stf_util import add_base, add_hr_encoder, base_image, encode_hr, stf_forward, upsample_x4
+from xfusion.archs.stf_base import STFNetwork
 
 Size3 = tuple[int, int, int]
 MASK_VALUE = -100.0  # additive mask as in Swin: finite, so a fully masked (padded) row stays NaN-free
@@ -277,7 +277,7 @@ class ResidualGroup(nn.Module):
 
 # ----------------------------------------------------------------------------------------------
 @ARCH_REGISTRY.register()
-class SwinSTF(nn.Module):
+class SwinSTF(STFNetwork):
     """STF network with video-Swin attention: LR frames (B, T, C, h, w) + key frames (B, K, C, 4h, 4w)
     -> HR frame (B, num_out_ch, 4h, 4w). Any h, w (padded internally to window multiples).
 
@@ -288,8 +288,8 @@ class SwinSTF(nn.Module):
         window_size: [Wt, Wh, Ww] attention window (time, height, width); clamped to the input
             where larger. Wt >= T + K: every window spans all frames and time is not shifted.
         mlp_ratio, qkv_bias, drop_path_rate: as in Swin (drop path grows linearly over blocks).
-        hr_encoder: 'pool' | 'unshuffle' (see stf_util.add_hr_encoder).
-        base: 'bilinear' | 'bicubic' | 'key_blend' (see stf_util.base_image).
+        hr_encoder: 'pool' | 'unshuffle' (see STFNetwork.add_hr_encoder).
+        base: 'bilinear' | 'bicubic' | 'key_blend' (see STFNetwork.base_image).
         with_pcd: align every frame to the centre LR frame with EDVR's PCD before attention.
         deformable_groups: PCD's (with_pcd only).
         center_frame_idx: index of the target LR frame (default: the middle one).
@@ -317,24 +317,20 @@ class SwinSTF(nn.Module):
                  use_checkpoint: bool = False,
                  num_feat_up: int = 64,
                  fast_deform_conv: bool | None = None):
-        super().__init__()
+        super().__init__(num_frame, num_frame_hi, center_frame_idx)
         if len(depths) != len(num_heads):
             raise ValueError(f'depths {list(depths)} and num_heads {list(num_heads)} differ in length')
         if len(window_size) != 3:
             raise ValueError(f'window_size must be [Wt, Wh, Ww], got {window_size}')
-        self.num_frame = num_frame
-        self.num_frame_hi = num_frame_hi
-        self.center_frame_idx = num_frame // 2 if center_frame_idx is None else center_frame_idx
         self.window_size = tuple(int(w) for w in window_size)
         self.hr_encoder = hr_encoder
-        self.base = base
         self.with_pcd = with_pcd
         total_frames = num_frame + num_frame_hi
 
         # per-frame embedding
         self.conv_first = nn.Conv2d(num_in_ch, embed_dim, 3, 1, 1)
-        if num_frame_hi > 0:
-            add_hr_encoder(self, hr_encoder, num_in_ch, embed_dim)
+        if self.uses_keys:
+            self.add_hr_encoder(hr_encoder, num_in_ch, embed_dim)
         if with_pcd:
             self.conv_l2_1 = nn.Conv2d(embed_dim, embed_dim, 3, 2, 1)
             self.conv_l2_2 = nn.Conv2d(embed_dim, embed_dim, 3, 1, 1)
@@ -359,13 +355,8 @@ class SwinSTF(nn.Module):
 
         # x4 decoder
         self.conv_before_upsample = nn.Conv2d(embed_dim, num_feat_up, 3, 1, 1)
-        self.upconv1 = nn.Conv2d(num_feat_up, num_feat_up * 4, 3, 1, 1)
-        self.upconv2 = nn.Conv2d(num_feat_up, num_feat_up * 4, 3, 1, 1)
-        self.pixel_shuffle = nn.PixelShuffle(2)
-        self.conv_hr = nn.Conv2d(num_feat_up, num_feat_up, 3, 1, 1)
-        self.conv_last = nn.Conv2d(num_feat_up, num_out_ch, 3, 1, 1)
-        add_base(self, base, embed_dim, num_frame_hi)
-        self.lrelu = nn.LeakyReLU(negative_slope=0.1, inplace=True)
+        self.add_x4_decoder(num_feat_up, num_out_ch, num_feat_up)
+        self.add_base(base, embed_dim)
 
         for module in self.groups.modules():
             if isinstance(module, nn.Linear):
@@ -403,7 +394,7 @@ class SwinSTF(nn.Module):
     def encode(self, frames: torch.Tensor, key: bool = False) -> tuple[torch.Tensor]:
         """(N, C, h, w) LR frames or (N, C, 4h, 4w) key frames -> ((N, F, h, w) embedding,)."""
         if key:
-            return (encode_hr(self, self.hr_encoder, frames),)
+            return (self.encode_hr(frames),)
         return (self.lrelu(self.conv_first(frames)),)
 
     def decode(self, lr_feats: list[tuple[torch.Tensor]], key_feats: list[tuple[torch.Tensor]],
@@ -447,9 +438,5 @@ class SwinSTF(nn.Module):
     def reconstruct(self, feat: torch.Tensor, lq_center: torch.Tensor, hq: torch.Tensor | None,
                     key_weights: torch.Tensor | None) -> torch.Tensor:
         """(B, F, h, w) fused features -> HR frame (residual + base)."""
-        out = upsample_x4(self, self.lrelu(self.conv_before_upsample(feat)))
-        return out + base_image(self, self.base, feat, lq_center, hq, key_weights)
-
-    def forward(self, lq: torch.Tensor, hq: torch.Tensor | None = None,
-                key_weights: torch.Tensor | None = None) -> torch.Tensor:
-        return stf_forward(self, lq, hq, key_weights)
+        out = self.upsample_x4(self.lrelu(self.conv_before_upsample(feat)))
+        return out + self.base_image(feat, lq_center, hq, key_weights)

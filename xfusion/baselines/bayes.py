@@ -49,7 +49,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from xfusion.baselines.common import block_mean, box_mean, check_inputs, out_dtype, upsample
+from xfusion.baselines.common import box_mean, check_inputs, out_dtype, upsample
+from xfusion.camera import area_average
 
 _IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float64)
 
@@ -151,5 +152,5 @@ def bayes(lq: np.ndarray, hq: np.ndarray, lq_key: np.ndarray, key_weights: np.nd
         raise ValueError(f'sigma_n2 must be >= 0, got {sigma_n2}')
     mu, v = bayes_prior(lq, hq, lq_key, key_weights, center, sigma_n2=sigma_n2, window=window, reg=reg,
                         var_floor=var_floor)
-    gain = (y - block_mean(mu, scale)) / (block_mean(v, scale) + sigma_n2)
+    gain = (y - area_average(mu, scale)) / (area_average(v, scale) + sigma_n2)
     return (mu + v * upsample(gain, scale, 'nearest')).astype(out_dtype(lq, hq))

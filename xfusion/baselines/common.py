@@ -59,12 +59,6 @@ def upsample(img: np.ndarray, scale: int, mode: str = 'bicubic') -> np.ndarray:
     return y.numpy()
 
 
-def block_mean(img: np.ndarray, scale: int) -> np.ndarray:
-    """Mean over non-overlapping scale x scale blocks: the LR camera's area integration (operator A)."""
-    h, w = img.shape[-2] // scale, img.shape[-1] // scale
-    return img[..., :h * scale, :w * scale].reshape(*img.shape[:-2], h, scale, w, scale).mean(axis=(-3, -1))
-
-
 def box_mean(img: np.ndarray, size: int) -> np.ndarray:
     """Local mean over size x size windows (mirror-reflected at the borders)."""
     return uniform_filter(img, size=size, mode='reflect')

@@ -1,2 +1,1 @@
-"""Datasets; importing this package registers them with BasicSR's DATASET_REGISTRY."""
-from xfusion.data import reds_stf_dataset, stf_sequence_test_dataset, xray_stf_dataset  # noqa: F401
+"""Datasets (DATASET_REGISTRY) and frame IO: every ``*_dataset.py`` here is imported when xfusion is."""

@@ -31,6 +31,7 @@ class REDSSTFDataset(STFTrainingDataset):
     so the gray copies of ``xfusion reds-gray`` and the RGB originals both work. Sampling
     options: see STFTrainingDataset.
     """
+    option_keys = STFTrainingDataset.option_keys | {'dataroot_gt', 'dataroot_lq', 'meta_info_file', 'val_partition'}
 
     def __init__(self, opt: dict):
         super().__init__(opt)

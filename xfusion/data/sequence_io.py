@@ -17,15 +17,26 @@ import cv2
 import numpy as np
 import tifffile
 
+from xfusion.camera import SCALE
 from xfusion.errors import InputError
 
-SCALE = 4
+H5_SUFFIXES = ('.h5', '.hdf5')
 IMAGE_SUFFIXES = ('.png', '.tif', '.tiff')
 INTEGER_DTYPES = (np.uint8, np.uint16)
 
 
 class SequenceError(InputError):
     """Bad input data: the message names the file and what is wrong with it."""
+
+
+def split_h5_spec(spec: str | Path) -> tuple[Path, str]:
+    """``file.h5:/group/dataset`` -> (file, '/group/dataset'); any other path -> (path, '')."""
+    spec = str(spec)
+    for suffix in H5_SUFFIXES:
+        head, sep, dataset = spec.partition(suffix + ':')
+        if sep:
+            return Path(head + suffix), dataset
+    return Path(spec), ''
 
 
 def natural_key(name: str) -> list:
@@ -269,7 +280,7 @@ def open_xray_root(root: str | Path, value_range: tuple[float, float] | None = N
             continue
         if entry.is_dir() and (entry / 'HR').is_dir() and (entry / 'LR').is_dir():
             sequences.append(FolderSequence(entry / 'HR', entry / 'LR', entry.name, value_range))
-        elif entry.suffix.lower() in ('.h5', '.hdf5'):
+        elif entry.suffix.lower() in H5_SUFFIXES:
             sequences.append(H5Sequence(entry, value_range=value_range))
     if not sequences:
         raise SequenceError(f'{root}: no sequences (expected <seq>/HR + <seq>/LR folders or <seq>.h5 files)')
@@ -311,9 +322,7 @@ class FrameStack:
 
     def __init__(self, spec: str | Path, value_range: tuple[float, float] | None = None):
         self.spec = str(spec)
-        path, _, dataset = self.spec.partition(':') if '.h5:' in self.spec or '.hdf5:' in self.spec \
-            else (self.spec, '', '')
-        self.path = Path(path)
+        self.path, dataset = split_h5_spec(spec)
         self._handle = None
         if self.path.is_dir():
             self.kind, self.files = 'folder', list_frames(self.path)
@@ -321,7 +330,7 @@ class FrameStack:
             self.length, self.shape, dtype = len(self.files), first.shape, first.dtype
         elif not self.path.exists():
             raise SequenceError(f'{self.path}: not found')
-        elif self.path.suffix.lower() in ('.h5', '.hdf5'):
+        elif self.path.suffix.lower() in H5_SUFFIXES:
             import h5py
             if not dataset:
                 raise SequenceError(f'{self.path}: give the dataset path too, e.g. {self.path}:/exchange/data')

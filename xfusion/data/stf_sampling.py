@@ -1,4 +1,4 @@
-"""Training samples for STF, shared by the REDS and x-ray training datasets (DESIGN section 6).
+"""Training samples for STF, shared by the REDS and x-ray training datasets.
 
 For one sample: a key-frame gap D from ``period_range``, key frames k0 and k1 = k0 + D inside
 the sequence, a target t uniform in [k0, k1], an LR separation r from ``lr_sep``, the LR window
@@ -13,17 +13,18 @@ import numpy as np
 import torch
 from torch.utils import data
 
-from xfusion.data.sequence_io import SCALE, Sequence
+from xfusion.camera import SCALE, poisson_noise
+from xfusion.data.sequence_io import Sequence
 from xfusion.errors import InputError
-from xfusion.schedule import key_weights, lr_window
+from xfusion.schedule import check_period, key_weights, lr_window
 
 
 def as_choices(value, name: str) -> list[int]:
     """An int or a list of ints from the options, as a non-empty list."""
     choices = [value] if isinstance(value, int) else list(value)
-    if not choices or any(not isinstance(v, int) or v < 1 for v in choices):
+    if not choices:
         raise InputError(f'{name} must be a positive integer or a list of them, got {value!r}')
-    return choices
+    return [check_period(v, name) for v in choices]
 
 
 def sample_schedule(num_frames: int, period_range: tuple[int, int], lr_seps: list[int], num_lr: int,
@@ -53,11 +54,6 @@ def augment(frames: list[np.ndarray], hflip: bool, vflip: bool, rot90: bool) -> 
     return out
 
 
-def add_poisson_noise(img: np.ndarray, b0: float, rng=np.random) -> np.ndarray:
-    """Photon noise at b0 photons for intensity 1: x -> Poisson(x * b0) / b0."""
-    return (rng.poisson(np.clip(img, 0, None) * b0) / b0).astype(np.float32)
-
-
 class STFTrainingDataset(data.Dataset):
     """Random STF training samples from a list of sequences (subclasses say where they come from).
 
@@ -70,6 +66,8 @@ class STFTrainingDataset(data.Dataset):
     ``folder``, ``idx`` (t), ``period``, ``lr_sep``.
     """
     sequences: list[Sequence]
+    option_keys = frozenset({'num_frame', 'num_frame_hi', 'period_range', 'lr_sep', 'gt_size', 'use_hflip', 'use_rot',
+                             'b0_log10_range', 'noise_prob'})
 
     def __init__(self, opt: dict):
         super().__init__()
@@ -128,7 +126,7 @@ class STFTrainingDataset(data.Dataset):
 
         if self.b0_log10_range is not None and random.random() < self.noise_prob:
             b0 = 10 ** random.uniform(*self.b0_log10_range)
-            lqs = [add_poisson_noise(img, b0) for img in lqs]
+            lqs = [poisson_noise(img, b0) for img in lqs]
 
         hq = torch.from_numpy(np.stack(keys)[:, None]) if keys else torch.zeros(0, 1, *gt.shape)
         return {

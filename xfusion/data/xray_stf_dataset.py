@@ -15,6 +15,7 @@ class XraySTFDataset(STFTrainingDataset):
     ``value_range`` ([low, high], optional) fixes the intensity scaling instead of the dtype's
     range. Sampling options: see STFTrainingDataset.
     """
+    option_keys = STFTrainingDataset.option_keys | {'dataroot', 'value_range'}
 
     def __init__(self, opt: dict):
         super().__init__(opt)

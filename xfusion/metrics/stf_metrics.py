@@ -1,4 +1,4 @@
-"""PSNR, SSIM and AAD per output frame, in the two conventions of DESIGN section 7.
+"""PSNR, SSIM and AAD per output frame, in the two conventions of docs/design.md (metrics).
 
 - ``convention='paper'`` (default, comparable with published numbers): both images rounded to
   uint8; PSNR with peak 255; SSIM = skimage's structural_similarity(data_range=255) with its

@@ -1,2 +1,1 @@
-"""Models; importing this package registers them with BasicSR's MODEL_REGISTRY."""
-from xfusion.models import stf_model  # noqa: F401
+"""Models (MODEL_REGISTRY): every ``*_model.py`` here is imported when xfusion is, which registers it."""

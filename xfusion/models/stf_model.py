@@ -11,13 +11,15 @@ import torch
 from basicsr.metrics import calculate_metric
 from basicsr.models.edvr_model import EDVRModel
 from basicsr.utils import get_root_logger
-from basicsr.utils.dist_util import get_dist_info
+from basicsr.utils.dist_util import get_dist_info, master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 from torch import distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from xfusion.data.sequence_io import write_frame
 from xfusion.inference import SequenceInference
+from xfusion.options import save_effective_options
 
 DEFAULT_PIXEL_LOSS = {'type': 'CharbonnierLoss', 'loss_weight': 1.0, 'reduction': 'mean'}
 
@@ -40,6 +42,14 @@ class STFModel(EDVRModel):
             # ("Expected to have finished reduction") unless it looks for unused parameters
             opt['find_unused_parameters'] = True
         super().__init__(opt)
+
+    def model_to_device(self, net: torch.nn.Module) -> torch.nn.Module:
+        # BaseModel.model_to_device gives DistributedDataParallel device_ids=[torch.cuda.current_device()],
+        # which fails without CUDA: on CPU (gloo), DDP takes no device_ids
+        if self.opt['dist'] and self.device.type == 'cpu':
+            return DistributedDataParallel(net.to(self.device),
+                                           find_unused_parameters=self.opt.get('find_unused_parameters', False))
+        return super().model_to_device(net)
 
     def init_training_settings(self):
         train_opt = self.opt['train']
@@ -89,6 +99,15 @@ class STFModel(EDVRModel):
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
 
+    def save(self, epoch: int, current_iter: int) -> None:
+        """BasicSR's checkpoints, and beside them the options this run used (see save_effective_options)."""
+        super().save(epoch, current_iter)
+        self._save_effective_options()
+
+    @master_only
+    def _save_effective_options(self) -> None:
+        save_effective_options(self.opt)
+
     def test(self) -> None:
         net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
         was_training = net.training
@@ -122,9 +141,10 @@ class STFModel(EDVRModel):
         pbar = tqdm(total=sum(map(len, shares)), unit='frame', desc=f'Test {dataset_name}',
                     disable=rank != 0 or not val_opt.get('pbar', True))
         for seq, times in zip(dataset.sequences, shares):
-            for t, output in inference.run(dataset.frame_source(seq), times):
+            source = dataset.frame_source(seq)
+            for t, output in inference.run(source, times):
                 result = output[0].clamp(0, 1).numpy()
-                row = {'folder': seq.name, 'frame': t, 'is_key': dataset.is_key(t)}
+                row = {'folder': seq.name, 'frame': t, 'is_key': source.schedule.is_key(t)}
                 gt = seq.read_hr(t) if t in seq.hr_index else None
                 for name, metric_opt in metrics_opt.items():
                     if gt is not None:

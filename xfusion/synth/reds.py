@@ -14,7 +14,9 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from xfusion.data.sequence_io import SCALE, write_frame
+from xfusion.camera import SCALE
+from xfusion.data.sequence_io import write_frame
+from xfusion.errors import InputError
 
 # scikit-image sample images stored inside the package (no download needed)
 SKIMAGE_IMAGES = ('astronaut', 'chelsea', 'coffee', 'rocket', 'hubble_deep_field', 'retina',
@@ -101,9 +103,9 @@ def synth_reds(out: str | Path, sequences: int = 4, frames: int = 30, hr_size: t
     """Write ``sequences`` clips named ``first_clip``, ``first_clip + 1``, ... (%03d) in REDS layout under ``out``."""
     h, w = hr_size
     if h % (SCALE * 4) or w % (SCALE * 4):
-        raise ValueError(f'hr size must be a multiple of {SCALE * 4} (LR a multiple of 4), got {h}x{w}')
+        raise InputError(f'hr size must be a multiple of {SCALE * 4} (LR a multiple of 4), got {h}x{w}')
     if frames < 2:
-        raise ValueError('a clip needs at least 2 frames')
+        raise InputError('a clip needs at least 2 frames')
     out = Path(out)
     meta = out / 'meta_info_REDS_GT.txt'
     old_lines = meta.read_text().splitlines() if meta.exists() else []

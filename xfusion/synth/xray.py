@@ -26,7 +26,9 @@ import numpy as np
 from scipy import fft as sfft
 from tqdm import tqdm
 
-from xfusion.data.sequence_io import SCALE, IntensityScale, write_frame
+from xfusion.camera import SCALE, area_average, blur, poisson_noise
+from xfusion.data.sequence_io import IntensityScale, write_frame
+from xfusion.errors import InputError
 
 SS = 2  # supersampling of the HR grid: objects are evaluated at sub-pixel positions, so motion is smooth
 PAD = 6  # HR pixels rendered around the field of view, so that propagation and blur see content at the borders
@@ -569,11 +571,6 @@ class Beam:
                 * (1 + self.gradient * (xs_lab / self.width - 0.5))).astype(np.float32)
 
 
-def _area_average(img: np.ndarray, factor: int) -> np.ndarray:
-    h, w = img.shape[0] // factor, img.shape[1] // factor
-    return img.reshape(h, factor, w, factor).mean(axis=(1, 3))
-
-
 class Scene:
     """One sequence: sample, events, global motion, beam and optics; `frame(t)` gives the clean HR and LR intensity."""
 
@@ -665,8 +662,8 @@ class Scene:
         intensity *= self.beam.field(grid.ys - oy, grid.xs - ox, t)
         # detectors: PSF, then pixel integration; the LR camera has the wider PSF and 4x4 larger pixels
         crop = np.s_[PAD * SS:(PAD + h) * SS, PAD * SS:(PAD + w) * SS]
-        hr = _area_average(cv2.GaussianBlur(intensity, (0, 0), self.psf_hr * SS)[crop], SS)
-        lr = _area_average(cv2.GaussianBlur(intensity, (0, 0), self.psf_lr * SS)[crop], SS * SCALE)
+        hr = area_average(blur(intensity, self.psf_hr * SS)[crop], SS)
+        lr = area_average(blur(intensity, self.psf_lr * SS)[crop], SS * SCALE)
         return hr, lr
 
     def meta(self) -> dict:
@@ -675,13 +672,6 @@ class Scene:
                     sample_motion=self.motion_params, beam=self.beam.params,
                     optics=dict(supersampling=SS, fresnel_length_px=self.fresnel, psf_sigma_hr_px=self.psf_hr,
                                 psf_sigma_lr_camera_in_hr_px=self.psf_lr))
-
-
-def _noisy(rng: np.random.Generator, clean: np.ndarray, b0: float) -> np.ndarray:
-    """Photon counting: b0 photons per pixel at intensity 1 (the flat field)."""
-    if b0 <= 0:
-        return clean
-    return rng.poisson(np.maximum(clean, 0) * b0) / b0
 
 
 def synth_xray(out: str | Path, sequences: int = 4, frames: int = 30, hr_size: tuple[int, int] = (128, 128),
@@ -693,13 +683,13 @@ def synth_xray(out: str | Path, sequences: int = 4, frames: int = 30, hr_size: t
     """
     h, w = (int(v) for v in hr_size)
     if h <= 0 or w <= 0 or h % (SCALE * 4) or w % (SCALE * 4):
-        raise ValueError(f'hr size must be positive multiples of {SCALE * 4} (LR a multiple of 4), got {h}x{w}')
+        raise InputError(f'hr size must be positive multiples of {SCALE * 4} (LR a multiple of 4), got {h}x{w}')
     if frames < 2:
-        raise ValueError(f'a sequence needs at least 2 frames, got {frames}')
+        raise InputError(f'a sequence needs at least 2 frames, got {frames}')
     if bit_depth not in (8, 16):
-        raise ValueError(f'bit depth must be 8 or 16, got {bit_depth}')
+        raise InputError(f'bit depth must be 8 or 16, got {bit_depth}')
     if sequences < 1:
-        raise ValueError(f'need at least 1 sequence, got {sequences}')
+        raise InputError(f'need at least 1 sequence, got {sequences}')
     out = Path(out)
     scale = IntensityScale.for_dtype(np.uint16 if bit_depth == 16 else np.uint8)
     for i in tqdm(range(sequences), desc='synth xray', unit='seq'):
@@ -712,7 +702,7 @@ def synth_xray(out: str | Path, sequences: int = 4, frames: int = 30, hr_size: t
         clipped = 0.0
         for t in range(frames):
             for camera, clean in zip(('HR', 'LR'), scene.frame(t)):
-                unit = FLAT_UNIT * _noisy(noise_rng, clean, b0)
+                unit = FLAT_UNIT * poisson_noise(clean, b0, noise_rng, dtype=np.float64)
                 clipped += float((unit > 1).mean()) / (2 * frames)
                 write_frame(out / name / camera / f'{t:08d}.png', scale.from_unit(np.clip(unit, 0, 1)))
         meta = dict(sequence=name, index=i, seed=seed, b0=b0, noise='poisson' if b0 > 0 else 'none',

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import csv
 import itertools
-import sys
+import re
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -22,21 +22,36 @@ import numpy as np
 from tqdm import tqdm
 
 from xfusion.baselines import BASELINES
+from xfusion.camera import poisson_noise
 from xfusion.checkpoint import load_network
 from xfusion.data.sequence_io import Sequence, open_xray_root
 from xfusion.errors import InputError
-from xfusion.inference import PRECISIONS, FrameSource, SequenceInference
+from xfusion.inference import PRECISIONS, SequenceInference
 from xfusion.metrics import calculate_aad, calculate_psnr_stf, calculate_ssim_stf
-from xfusion.schedule import bracketing_keys, is_key_frame, key_weights, lr_window
+from xfusion.schedule import FrameSource, KeySchedule, check_period
 
-NETWORK_METHODS = {'stf': 'model', 'lr_only': 'lr_only_model', 'stf_swin': 'swin_model'}
-ALL_METHODS = ['bicubic', 'key_copy', 'temporal', 'bayes', 'lr_only', 'stf']
+HELP = 'compare the networks with the baselines across periods, LR separations and noise'
+# method names of the older flags, kept as aliases of --model NAME=CKPT
+NETWORK_ALIASES = {'lr_only_model': 'lr_only', 'swin_model': 'stf_swin'}
+DEFAULT_NETWORK = 'stf'  # the method of a plain --model CKPT
 CSV_COLUMNS = ['method', 'sequence', 'frame', 'is_key', 'period', 'lr_sep', 'b0', 'psnr', 'ssim', 'aad']
 METRICS = {'psnr': calculate_psnr_stf, 'ssim': calculate_ssim_stf, 'aad': calculate_aad}
+_NAME = re.compile(r'[A-Za-z_][A-Za-z0-9_.-]*')
 
 
-class EvaluateError(InputError):
-    """Bad input to evaluate: one line naming the option and the fix."""
+def named(values: list[str] | None, flag: str) -> dict[str, str]:
+    """``[NAME=]VALUE`` arguments (repeatable) -> {NAME: VALUE}; a plain VALUE is the method 'stf'."""
+    out = {}
+    for value in values or []:
+        name, sep, rest = value.partition('=')
+        if not (sep and _NAME.fullmatch(name)):
+            name, rest = DEFAULT_NETWORK, value
+        if name in out:
+            raise InputError(f'{flag}: the method {name!r} is given twice')
+        if name in BASELINES:
+            raise InputError(f'{flag} {value}: {name!r} is a baseline; give the network another name')
+        out[name] = rest
+    return out
 
 
 def noisy_lr(seq: Sequence, b0: float | None, seed: int) -> np.ndarray:
@@ -44,59 +59,62 @@ def noisy_lr(seq: Sequence, b0: float | None, seed: int) -> np.ndarray:
     frames = np.stack([seq.read_lr(t) for t in range(seq.num_frames)])
     if b0 is None:
         return frames
-    rng = np.random.default_rng([seed, int(b0), sum(map(ord, seq.name))])
-    return (rng.poisson(np.clip(frames, 0, None) * b0) / b0).astype(np.float32)
+    return poisson_noise(frames, b0, np.random.default_rng([seed, int(b0), sum(map(ord, seq.name))]))
 
 
-def run_baseline(method: str, lr: np.ndarray, hr_key, key_times: list[int], lr_sep: int, num_lr: int = 3):
+def run_baseline(method: str, source: FrameSource, lr: np.ndarray, num_lr: int = 3):
     """Yield (t, HR frame) of a classical baseline for every time step."""
     fn = BASELINES[method]
-    for t in range(len(lr)):
-        k0, k1 = bracketing_keys(t, key_times)
-        window = lr[lr_window(t, lr_sep, len(lr), num_lr)]
-        yield t, fn(window, np.stack([hr_key(k0), hr_key(k1)]), lr[[k0, k1]],
-                    np.asarray(key_weights(t, k0, k1), np.float32), num_lr // 2)
+    for t in range(source.num_frames):
+        window, (k0, k1), weights = source.window(t, num_lr)
+        yield t, fn(lr[window], np.stack([source.read_key(k0), source.read_key(k1)]), lr[[k0, k1]],
+                    np.asarray(weights, np.float32), num_lr // 2)
 
 
 def parse_list(text: str, kind) -> list:
     try:
         return [kind(v) for v in text.split(',') if v.strip()]
     except ValueError as error:
-        raise EvaluateError(f'could not read the list {text!r}: {error}') from None
+        raise InputError(f'could not read the list {text!r}: {error}') from None
 
 
 def parse_b0(text: str) -> list[float | None]:
-    return [None if v.strip().lower() in ('none', 'clean', 'inf') else float(v) for v in text.split(',') if v.strip()]
+    """'none,1e3,100' -> [None, 1000.0, 100.0] (none: clean LR frames)."""
+    return [None if v.strip().lower() in ('none', 'clean', 'inf') else parse_list(v, float)[0]
+            for v in text.split(',') if v.strip()]
 
 
 def evaluate(data: str, out: str, methods: list[str], periods: list[int], lr_seps: list[int],
-             b0s: list[float | None], model: str | None = None, lr_only_model: str | None = None,
-             swin_model: str | None = None, opt: str | None = None, device: str = 'cpu', batch: int = 4,
-             seed: int = 0, convention: str = 'paper', precision: str = 'fp32', progress: bool = True) -> dict:
-    """Run the comparison; returns {'rows': [...], 'seconds': float, 'out': Path}."""
-    unknown = [m for m in methods if m not in BASELINES and m not in NETWORK_METHODS]
-    if unknown:
-        choices = ', '.join(list(BASELINES) + list(NETWORK_METHODS))
-        raise EvaluateError(f'unknown method {unknown[0]!r}; choose from {choices}')
-    checkpoints = {'model': model, 'lr_only_model': lr_only_model, 'swin_model': swin_model}
+             b0s: list[float | None], networks: dict[str, str] | None = None, options: dict[str, str] | None = None,
+             device: str = 'cpu', batch: int = 4, seed: int = 0, convention: str = 'paper', precision: str = 'fp32',
+             progress: bool = True) -> dict:
+    """Run the comparison; returns {'rows': [...], 'seconds': float, 'out': Path}.
+
+    ``networks``: {method name: checkpoint} of any registered network; ``options``: {method name:
+    option file} where a checkpoint's own options should not be used.
+    """
+    networks, options = networks or {}, options or {}
     for method in methods:
-        if method in NETWORK_METHODS and not checkpoints[NETWORK_METHODS[method]]:
-            flag = '--' + NETWORK_METHODS[method].replace('_', '-')
-            raise EvaluateError(f'method {method!r} needs a checkpoint: give {flag} CKPT '
-                                f'(or leave {method} out of --methods)')
-    if any(p < 1 for p in periods) or any(r < 1 for r in lr_seps):
-        raise EvaluateError('periods and lr-seps must be >= 1')
+        if method not in BASELINES and method not in networks:
+            raise InputError(f'method {method!r} is neither a baseline ({", ".join(BASELINES)}) nor a network '
+                             f'given with --model {method}=CKPT (or leave it out of --methods)')
+    unused = [name for name in options if name not in networks]
+    if unused:
+        raise InputError(f'--opt {unused[0]}=...: no network {unused[0]!r} is given with --model')
+    for value in periods:
+        check_period(value, '--period')
+    for value in lr_seps:
+        check_period(value, '--lr-sep')
     if any(b is not None and b <= 0 for b in b0s):
-        raise EvaluateError('b0 values must be positive (or none for clean LR frames)')
+        raise InputError('b0 values must be positive (or none for clean LR frames)')
     sequences = open_xray_root(data)
     for seq in sequences:
         if seq.hr_index != list(range(seq.num_frames)):
-            raise EvaluateError(f'{seq.name}: evaluation needs an HR frame at every time step (a virtual experiment)')
+            raise InputError(f'{seq.name}: evaluation needs an HR frame at every time step (a virtual experiment)')
         if max(lr_seps) >= seq.num_frames or max(periods) >= seq.num_frames:
-            raise EvaluateError(f'{seq.name}: {seq.num_frames} frames are too few for period {max(periods)} / '
-                                f'lr_sep {max(lr_seps)}')
-    nets = {m: load_network(checkpoints[NETWORK_METHODS[m]], opt if m == 'stf' else None, device)[0]
-            for m in methods if m in NETWORK_METHODS}
+            raise InputError(f'{seq.name}: {seq.num_frames} frames are too few for period {max(periods)} / '
+                             f'lr_sep {max(lr_seps)}')
+    nets = {m: load_network(networks[m], options.get(m), device)[0] for m in methods if m in networks}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -111,19 +129,18 @@ def evaluate(data: str, out: str, methods: list[str], periods: list[int], lr_sep
         for b0 in b0s:
             lr = noisy_lr(seq, b0, seed)
             for period, lr_sep in itertools.product(periods, lr_seps):
-                key_times = list(range(0, seq.num_frames, period))
+                source = FrameSource(lr.__getitem__, gt.__getitem__, KeySchedule.every(period, seq.num_frames), lr_sep)
                 panel_t = _panel_frame(seq.num_frames, period)
                 for method in methods:
                     if method in nets:
-                        source = FrameSource(seq.num_frames, lr.__getitem__, gt.__getitem__, key_times, lr_sep)
                         stream = ((t, o[0].numpy()) for t, o in
                                   SequenceInference(nets[method], device, batch=batch, precision=precision).run(source))
                     else:
-                        stream = run_baseline(method, lr, gt.__getitem__, key_times, lr_sep)
+                        stream = run_baseline(method, source, lr)
                     for t, pred in stream:
                         pred = np.clip(pred, 0, 1)
                         row = {'method': method, 'sequence': seq.name, 'frame': t,
-                               'is_key': is_key_frame(t, period), 'period': period, 'lr_sep': lr_sep,
+                               'is_key': source.schedule.is_key(t), 'period': period, 'lr_sep': lr_sep,
                                'b0': 'none' if b0 is None else f'{b0:g}'}
                         row.update({k: fn(pred, gt[t], convention=convention) for k, fn in METRICS.items()})
                         rows.append(row)
@@ -137,7 +154,7 @@ def evaluate(data: str, out: str, methods: list[str], periods: list[int], lr_sep
     (out / 'summary.md').write_text(summary_markdown(rows, methods, seconds, data, convention))
     plot_metrics(rows, methods, out)
     for name, images in panels.items():
-        save_panel(out / 'panels' / f'{name}.png', images, methods, name, panel_setting)
+        save_panel(out / 'panels' / f'{name}.png', images, methods, name, panel_setting, list(nets))
     return {'rows': rows, 'seconds': seconds, 'out': out}
 
 
@@ -235,14 +252,15 @@ def plot_metrics(rows: list[dict], methods: list[str], out: Path) -> None:
         plt.close(fig)
 
 
-def save_panel(path: Path, images: dict, methods: list[str], name: str, setting: tuple) -> None:
-    """One row: each method's output, the ground truth, and |error| of the best network method."""
+def save_panel(path: Path, images: dict, methods: list[str], name: str, setting: tuple,
+               networks: list[str]) -> None:
+    """One row: each method's output, the ground truth, and |error| of the first network method."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
     shown = [m for m in methods if m in images]
-    err_method = next((m for m in ('stf', 'stf_swin', 'lr_only') if m in images), shown[-1])
+    err_method = next((m for m in networks if m in images), shown[-1])
     columns = shown + ['ground truth', f'|error| {err_method}']
     fig, axes = plt.subplots(1, len(columns), figsize=(2.6 * len(columns), 3.0))
     gt = images['gt']
@@ -268,12 +286,14 @@ def save_panel(path: Path, images: dict, methods: list[str], name: str, setting:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--data', required=True, help='x-ray root of test sequences (<seq>/HR + <seq>/LR or <seq>.h5)')
     parser.add_argument('--out', required=True, help='output folder for metrics.csv, summary.md, plots, panels')
-    parser.add_argument('--model', default=None, help='STF checkpoint (method stf)')
-    parser.add_argument('--opt', default=None, help='option file of --model (default: its experiment\'s)')
-    parser.add_argument('--lr-only-model', default=None, help='LR-only checkpoint (method lr_only)')
-    parser.add_argument('--swin-model', default=None, help='SwinSTF checkpoint (method stf_swin)')
+    parser.add_argument('--model', action='append', metavar='[NAME=]CKPT',
+                        help='a network checkpoint, as the method NAME (plain CKPT: the method stf); repeatable')
+    parser.add_argument('--opt', action='append', metavar='[NAME=]FILE',
+                        help="option file of the network NAME (default: its checkpoint's own options); repeatable")
+    parser.add_argument('--lr-only-model', default=None, help='same as --model lr_only=CKPT')
+    parser.add_argument('--swin-model', default=None, help='same as --model stf_swin=CKPT')
     parser.add_argument('--methods', default=None,
-                        help='comma list (default: the baselines plus every method given a checkpoint)')
+                        help='comma list (default: the baselines plus every network given)')
     parser.add_argument('--period', default='20', help='comma list of key-frame periods')
     parser.add_argument('--lr-sep', default='1', help='comma list of LR frame separations')
     parser.add_argument('--b0', default='none', help='comma list of LR photon levels; none = clean')
@@ -284,22 +304,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--precision', default='fp32', choices=list(PRECISIONS), help='of the network methods')
 
 
-def default_methods(args: argparse.Namespace) -> list[str]:
-    methods = ['bicubic', 'key_copy', 'temporal', 'bayes']
-    methods += [m for m, flag in NETWORK_METHODS.items() if getattr(args, flag)]
-    return methods
+def networks_of(args: argparse.Namespace) -> dict[str, str]:
+    """{method: checkpoint} from --model and its aliases."""
+    aliases = [f'{name}={getattr(args, flag)}' for flag, name in NETWORK_ALIASES.items() if getattr(args, flag)]
+    return named((args.model or []) + aliases, '--model')
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        methods = parse_list(args.methods, str) if args.methods else default_methods(args)
-        result = evaluate(args.data, args.out, methods, parse_list(args.period, int), parse_list(args.lr_sep, int),
-                          parse_b0(args.b0), model=args.model, lr_only_model=args.lr_only_model,
-                          swin_model=args.swin_model, opt=args.opt, device=args.device, batch=args.batch,
-                          seed=args.seed, convention=args.convention, precision=args.precision)
-    except InputError as error:
-        print(f'xfusion evaluate: error: {error}', file=sys.stderr)
-        return 2
+    networks = networks_of(args)
+    methods = parse_list(args.methods, str) if args.methods else list(BASELINES) + list(networks)
+    result = evaluate(args.data, args.out, methods, parse_list(args.period, int), parse_list(args.lr_sep, int),
+                      parse_b0(args.b0), networks=networks, options=named(args.opt, '--opt'), device=args.device,
+                      batch=args.batch, seed=args.seed, convention=args.convention, precision=args.precision)
     print(summary_table(result['rows'], methods, ()))
     print(f"results in {result['out']} (metrics.csv, summary.md, psnr/ssim/aad.png, panels/); "
           f"{result['seconds']:.0f} s")

@@ -1,5 +1,9 @@
 """``xfusion bench``: inference and training speed and peak memory, all cases in one run on one machine.
 
+The networks come from option files (their ``network_g``): ``--opt FILE`` (repeatable), or by
+default the paper-size and demo option files that ship with xfusion, so the bench runs from an
+installed package as from a checkout.
+
 Each case runs in its own subprocess, so that its peak memory (max RSS on CPU, the CUDA
 allocator's peak on a GPU) is its own. Times are medians of repeats after a warm-up.
 
@@ -23,26 +27,24 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-OPTIONS = {  # (family, network) -> the option file whose network_g is benchmarked
-    ('edvr', 'paper'): ROOT / 'options' / 'pretrain_reds.yml',
-    ('edvr', 'demo'): ROOT / 'options' / 'demo' / 'finetune_xray_demo.yml',
-    ('swin', 'paper'): ROOT / 'options' / 'pretrain_reds_swin.yml',
-    ('swin', 'demo'): ROOT / 'options' / 'demo' / 'finetune_xray_swin_demo.yml',
+from xfusion.errors import InputError
+from xfusion.options import load_option_file, packaged_option_file
+
+HELP = 'time inference and training, cached vs per-window, with peak memory'
+DEFAULT_NETWORKS = {  # label -> option file that ships with xfusion (see packaged_option_file)
+    'edvr-paper': 'pretrain_reds.yml',
+    'edvr-demo': 'demo/finetune_xray_demo.yml',
+    'swin-paper': 'pretrain_reds_swin.yml',
+    'swin-demo': 'demo/finetune_xray_swin_demo.yml',
 }
 PERIOD = 20
+# the optimizer of an option file without a train section (a network_g alone): what the recipes use
+DEFAULT_TRAIN = {'optim_g': {'type': 'Adam', 'lr': 1e-4}, 'scheduler': {'type': 'MultiStepLR', 'milestones': [10 ** 9]}}
 FAST_PATHS = ('channels_last', 'compile')  # optional SequenceInference switches, timed against plain cached
 
 
-def read_options(path: Path) -> dict:
-    import yaml
-    from basicsr.utils.options import ordered_yaml
-    with open(path) as f:
-        return yaml.load(f, Loader=ordered_yaml()[0])
-
-
 def options_for(case: dict) -> dict:
-    return read_options(OPTIONS[case.get('family', 'edvr'), case['network']])
+    return load_option_file(case['opt'])
 
 
 def network_for(case: dict) -> torch.nn.Module:
@@ -61,15 +63,16 @@ def sync(device: torch.device) -> None:
 
 
 def time_inference(case: dict) -> dict:
-    from xfusion.inference import FrameSource, SequenceInference
+    from xfusion.inference import SequenceInference
+    from xfusion.schedule import FrameSource, KeySchedule
     device = torch.device(case['device'])
     net = network_for(case).to(device).eval()
     h, w = case['lr_size']
     frames = PERIOD + 1
     gen = torch.Generator().manual_seed(0)
     lr = torch.rand(frames, h, w, generator=gen).to(device)
-    hr = torch.rand(2, 4 * h, 4 * w, generator=gen).to(device)
-    source = FrameSource(frames, lr.__getitem__, lambda k: hr[k // PERIOD], [0, PERIOD], 1)
+    hr = torch.rand(2, net.scale * h, net.scale * w, generator=gen).to(device)
+    source = FrameSource(lr.__getitem__, lambda k: hr[k // PERIOD], KeySchedule.every(PERIOD, frames), 1)
     inference = SequenceInference(net, device, cached=case['mode'] == 'cached', batch=case.get('batch', 1),
                                   precision=case['precision'], compile=case.get('compile', False),
                                   channels_last=case.get('channels_last', False))
@@ -95,7 +98,7 @@ def time_training(case: dict) -> dict:
     opt = options_for(case)
     device = torch.device(case['device'])
     net_opt = dict(opt['network_g'], fast_deform_conv=case.get('dcn', 'grid_sample') == 'grid_sample')
-    train = dict(opt['train'])
+    train = dict(opt.get('train') or DEFAULT_TRAIN)
     train.pop('tsa_iter', None)  # time the full network, as after the TSA-only warm start
     model_opt = dict(name='bench', model_type='STFModel', num_gpu=1 if device.type == 'cuda' else 0, dist=False,
                      rank=0, world_size=1, is_train=True, network_g=net_opt, path={}, train=train, val={})
@@ -103,9 +106,11 @@ def time_training(case: dict) -> dict:
     patch = case['patch']
     b = case['batch']
     gen = torch.Generator().manual_seed(0)
-    data = {'lq': torch.rand(b, 3, 1, patch // 4, patch // 4, generator=gen),
-            'hq': torch.rand(b, 2, 1, patch, patch, generator=gen), 'gt': torch.rand(b, 1, patch, patch, generator=gen),
-            'key_weights': torch.full((b, 2), 0.5)}
+    num_lr, num_hi = net_opt.get('num_frame', 3), net_opt.get('num_frame_hi', 2)
+    data = {'lq': torch.rand(b, num_lr, 1, patch // 4, patch // 4, generator=gen),
+            'hq': torch.rand(b, num_hi, 1, patch, patch, generator=gen),
+            'gt': torch.rand(b, 1, patch, patch, generator=gen),
+            'key_weights': torch.full((b, num_hi), 1 / max(num_hi, 1))}
     seconds = []
     for it in range(1 + case['repeats']):  # the first is the warm-up
         sync(device)
@@ -129,51 +134,61 @@ def run_case(case: dict) -> dict:
     return {**case, **result}
 
 
-def cases_for(device: str, quick: bool, threads: int) -> list[dict]:
-    """The benchmark: both modes and encoders of the paper network, the demo network, training, DCNs, SwinSTF."""
+def cases_for(device: str, quick: bool, threads: int, option_files: list[str] | None = None) -> list[dict]:
+    """The cases to time: the default set, or inference and training of the networks of ``option_files``."""
     cuda = device.startswith('cuda')
     repeats = 1 if quick else 2
     sizes = [[100, 256]] if quick else [[100, 256], [256, 256]]
-    cases = []
-    for size in sizes:
-        for encoder in ('pool', 'unshuffle'):
-            for mode in ('per_window', 'cached'):
-                cases.append(dict(network='paper', encoder=encoder, lr_size=size, mode=mode, precision='fp32'))
-    if cuda or cpu_has_bf16():  # lower precision: the cached pool network at the first size
-        cases.append(dict(network='paper', encoder='pool', lr_size=sizes[0], mode='cached', precision='bf16'))
-    if cuda:
-        cases.append(dict(network='paper', encoder='pool', lr_size=sizes[0], mode='cached', precision='bf16',
-                          batch=8))
-    if not quick:  # the optional fast paths, each against the plain cached case
-        cases.append(dict(network='paper', encoder='pool', lr_size=sizes[0], mode='cached', precision='fp32',
-                          channels_last=True))
-        cases.append(dict(network='paper', encoder='pool', lr_size=sizes[0], mode='cached', precision='fp32',
-                          compile=True))
-    for family in ('edvr', 'swin'):
-        for mode in ('per_window', 'cached'):
-            cases.append(dict(family=family, network='demo', encoder=None, lr_size=[64, 64], mode=mode,
-                              precision='fp32'))
-    dcns = ['torchvision'] if cuda else ['grid_sample', 'torchvision']
-    for dcn in dcns:  # the deformable convolution's share of training and inference
-        cases.append(dict(network='demo', encoder=None, mode='train', patch=64, batch=8, dcn=dcn, precision='fp32'))
-        if not quick:
-            cases.append(dict(network='paper', encoder='pool', mode='train', patch=256, batch=1, dcn=dcn,
-                              precision='fp32'))
-            cases.append(dict(network='paper', encoder='pool', lr_size=sizes[0], mode='per_window', dcn=dcn,
-                              precision='fp32'))
-    cases.append(dict(family='swin', network='demo', encoder=None, mode='train', patch=64, batch=8,
-                      precision='fp32'))
-    if not quick:
-        cases.append(dict(family='swin', network='paper', encoder='pool', lr_size=sizes[0], mode='per_window',
-                          precision='fp32'))
+    cases = default_cases(cuda, quick, sizes) if not option_files else [
+        dict(network=Path(f).stem, opt=str(f), lr_size=size, mode=mode, precision='fp32')
+        for f in option_files for size in sizes for mode in ('per_window', 'cached')] + [
+        dict(network=Path(f).stem, opt=str(f), mode='train', patch=64, batch=8, precision='fp32')
+        for f in option_files]
     unique = []
     for case in cases:
-        case.setdefault('family', 'edvr')
+        if 'opt' not in case:
+            case['opt'] = str(packaged_option_file(DEFAULT_NETWORKS[case['network']]))
+        case.setdefault('encoder', None)
         case.setdefault('dcn', 'torchvision' if cuda else 'grid_sample')
+        case['family'] = options_for(case)['network_g']['type']
         case.update(device=device, repeats=repeats, threads=threads)
         if case not in unique:
             unique.append(case)
     return unique
+
+
+def default_cases(cuda: bool, quick: bool, sizes: list[list[int]]) -> list[dict]:
+    """Both modes and encoders of the paper network, the demo networks, training, the DCNs, SwinSTF."""
+    cases = []
+    for size in sizes:
+        for encoder in ('pool', 'unshuffle'):
+            for mode in ('per_window', 'cached'):
+                cases.append(dict(network='edvr-paper', encoder=encoder, lr_size=size, mode=mode, precision='fp32'))
+    if cuda or cpu_has_bf16():  # lower precision: the cached pool network at the first size
+        cases.append(dict(network='edvr-paper', encoder='pool', lr_size=sizes[0], mode='cached', precision='bf16'))
+    if cuda:
+        cases.append(dict(network='edvr-paper', encoder='pool', lr_size=sizes[0], mode='cached', precision='bf16',
+                          batch=8))
+    if not quick:  # the optional fast paths, each against the plain cached case
+        for option in FAST_PATHS:
+            cases.append(dict(network='edvr-paper', encoder='pool', lr_size=sizes[0], mode='cached', precision='fp32',
+                              **{option: True}))
+    for network in ('edvr-demo', 'swin-demo'):
+        for mode in ('per_window', 'cached'):
+            cases.append(dict(network=network, lr_size=[64, 64], mode=mode, precision='fp32'))
+    dcns = ['torchvision'] if cuda else ['grid_sample', 'torchvision']
+    for dcn in dcns:  # the deformable convolution's share of training and inference
+        cases.append(dict(network='edvr-demo', mode='train', patch=64, batch=8, dcn=dcn, precision='fp32'))
+        if not quick:
+            cases.append(dict(network='edvr-paper', encoder='pool', mode='train', patch=256, batch=1, dcn=dcn,
+                              precision='fp32'))
+            cases.append(dict(network='edvr-paper', encoder='pool', lr_size=sizes[0], mode='per_window', dcn=dcn,
+                              precision='fp32'))
+    cases.append(dict(network='swin-demo', mode='train', patch=64, batch=8, precision='fp32'))
+    if not quick:
+        cases.append(dict(network='swin-paper', encoder='pool', lr_size=sizes[0], mode='per_window',
+                          precision='fp32'))
+    return cases
 
 
 def cpu_has_bf16() -> bool:
@@ -198,7 +213,7 @@ def machine_info(device: str, threads: int) -> dict:
 
 
 def describe(r: dict) -> str:
-    what = f"{r.get('family', 'edvr')}-{r['network']}/{r.get('encoder') or '-'}"
+    what = f"{r['network']}/{r.get('encoder') or '-'}"
     if r['mode'] == 'train':
         return f"{what:16s} train patch {r['patch']} batch {r['batch']} dcn {r['dcn']}"
     extras = ''.join(f' {name}' for name in FAST_PATHS if r.get(name))
@@ -207,7 +222,7 @@ def describe(r: dict) -> str:
             f"{extras}")
 
 
-IDENTITY = ('family', 'network', 'encoder', 'lr_size', 'mode', 'precision', 'dcn', 'batch', 'patch') + FAST_PATHS
+IDENTITY = ('network', 'encoder', 'lr_size', 'mode', 'precision', 'dcn', 'batch', 'patch') + FAST_PATHS
 
 
 def case_key(r: dict, **changes) -> tuple:
@@ -228,7 +243,7 @@ def table(results: list[dict]) -> str:
     index = {case_key(r): r for r in results}
     ratios = []
     for r in results:
-        what = f"{r['family']}-{r['network']}/{r.get('encoder') or '-'}"
+        what = f"{r['network']}/{r.get('encoder') or '-'}"
         if r.get('error'):
             continue
         if r['mode'] == 'cached':
@@ -244,7 +259,7 @@ def table(results: list[dict]) -> str:
                                   f"{r['seconds_per_frame'] / plain['seconds_per_frame']:.2f}")
             pool = index.get(case_key(r, encoder='pool')) if r.get('encoder') == 'unshuffle' else None
             if pool:
-                ratios.append(f"{r['family']}-{r['network']} {size} cached: unshuffle / pool = "
+                ratios.append(f"{r['network']} {size} cached: unshuffle / pool = "
                               f"{r['seconds_per_frame'] / pool['seconds_per_frame']:.2f}")
         if r['dcn'] == 'grid_sample':
             tv = index.get(case_key(r, dcn='torchvision'))
@@ -255,13 +270,18 @@ def table(results: list[dict]) -> str:
     return '\n'.join(lines + [''] + ratios)
 
 
-def bench(device: str = 'cpu', quick: bool = False, out: str | None = None, threads: int | None = None) -> dict:
+def bench(device: str = 'cpu', quick: bool = False, out: str | None = None, threads: int | None = None,
+          option_files: list[str] | None = None, list_only: bool = False) -> dict:
     threads = threads or torch.get_num_threads()
-    cases = cases_for(device, quick, threads)
+    cases = cases_for(device, quick, threads, option_files)
+    if list_only:
+        for i, case in enumerate(cases, 1):
+            print(f'[{i}/{len(cases)}] {describe(case)}  ({case["opt"]})')
+        return {'cases': cases, 'results': []}
     results = []
     for i, case in enumerate(cases, 1):
-        print(f'[{i}/{len(cases)}] {describe({**case, "peak_mem_mb": 0})}', flush=True)
-        proc = subprocess.run([sys.executable, '-m', 'xfusion.bench', '--case', json.dumps(case)],
+        print(f'[{i}/{len(cases)}] {describe(case)}', flush=True)
+        proc = subprocess.run([sys.executable, '-m', 'xfusion.commands.bench', '--case', json.dumps(case)],
                               capture_output=True, text=True)
         if proc.returncode != 0:  # report it and go on: one unsupported path should not cost the other cases
             last = (proc.stderr.strip().splitlines() or ['no output'])[-1]
@@ -278,22 +298,24 @@ def bench(device: str = 'cpu', quick: bool = False, out: str | None = None, thre
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--opt', action='append', metavar='FILE',
+                        help="time the network_g of this option file (repeatable; default: xfusion's own set)")
     parser.add_argument('--out', default=None, help='write the results as JSON here')
     parser.add_argument('--device', default='cpu', help='cpu or cuda[:N]')
     parser.add_argument('--quick', action='store_true',
                         help='fewer repeats and sizes (still both modes and encoders of the paper network at 100x256)')
     parser.add_argument('--threads', type=int, default=None, help='torch threads (default: torch\'s)')
+    parser.add_argument('--list', action='store_true', help='print the cases and their option files, run nothing')
 
 
 def run(args: argparse.Namespace) -> int:
     if args.device.startswith('cuda') and not torch.cuda.is_available():
-        print('xfusion bench: error: --device cuda but no CUDA device here', file=sys.stderr)
-        return 2
-    report = bench(args.device, args.quick, args.out, args.threads)
+        raise InputError('--device cuda but no CUDA device here')
+    report = bench(args.device, args.quick, args.out, args.threads, args.opt, args.list)
     return 1 if any(r.get('error') for r in report['results']) else 0  # the table says which failed
 
 
-if __name__ == '__main__':  # one case, in its own process: python -m xfusion.bench --case JSON
+if __name__ == '__main__':  # one case, in its own process: python -m xfusion.commands.bench --case JSON
     parser = argparse.ArgumentParser()
     parser.add_argument('--case', required=True)
     print(json.dumps(run_case(json.loads(parser.parse_args().case))))

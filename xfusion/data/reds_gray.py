@@ -1,4 +1,4 @@
-"""``xfusion reds-gray``: the 1-channel copy of REDS used for pretraining, and its meta file."""
+"""The 1-channel copy of REDS used for pretraining, and its meta file (``xfusion reds-gray``)."""
 from __future__ import annotations
 
 import os
@@ -8,8 +8,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from xfusion.data.sequence_io import list_frames, read_frame, write_frame
+from xfusion.errors import InputError
 
-# (RGB source, gray copy) folders under the REDS root, as in DESIGN section 2
+# (RGB source, gray copy) folders under the REDS root (the layout of docs/design.md)
 REDS_GRAY_PAIRS = (('train_sharp', 'train_sharp_gray'),
                    ('train_sharp_bicubic/X4', 'train_sharp_bicubic_gray/X4'))
 
@@ -26,12 +27,12 @@ def reds_gray(src: str | Path, workers: int | None = None) -> Path:
     """Write the gray copies of ``src``'s RGB folders and ``meta_info_REDS_GT.txt`` (from the HR clips)."""
     src = Path(src)
     if not (src / REDS_GRAY_PAIRS[0][0]).is_dir():
-        raise FileNotFoundError(f'{src / REDS_GRAY_PAIRS[0][0]}: not found; --src must be the REDS root holding '
+        raise InputError(f'{src / REDS_GRAY_PAIRS[0][0]}: not found; --src must be the REDS root holding '
                                 'train_sharp/ and train_sharp_bicubic/X4/')
     jobs, meta = [], []
     for rgb, gray in REDS_GRAY_PAIRS:
         if not (src / rgb).is_dir():
-            raise FileNotFoundError(f'{src / rgb}: not found')
+            raise InputError(f'{src / rgb}: not found')
         for clip in sorted(p for p in (src / rgb).iterdir() if p.is_dir()):
             frames = list_frames(clip)
             (src / gray / clip.name).mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,6 @@ import bisect
 import json
 import os
 import shutil
-import sys
 import time
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,46 +22,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from xfusion.camera import SCALE
 from xfusion.checkpoint import load_network
-from xfusion.data.sequence_io import SCALE, FrameStack, write_frame
+from xfusion.data.sequence_io import H5_SUFFIXES, FrameStack, split_h5_spec, write_frame
 from xfusion.errors import InputError
-from xfusion.inference import PRECISIONS, FrameSource, SequenceInference
-from xfusion.options_check import check_writable
+from xfusion.inference import PRECISIONS, SequenceInference
+from xfusion.options import check_writable
+from xfusion.schedule import FrameSource, check_period, schedule_for
 from xfusion.version import __version__
 
-
-class FuseError(InputError):
-    """Bad input to fuse: one line naming the option or file and the fix."""
-
-
-def key_times_from(num_lr: int, num_hr: int, period: int | None = None, offset: int = 0,
-                   hr_index: str | Path | None = None) -> list[int]:
-    """LR time step of each HR key frame, from --period/--offset or an index file (text, JSON or .npy)."""
-    if hr_index is not None:
-        path = Path(hr_index)
-        if not path.is_file():
-            raise FuseError(f'{path}: key-frame index file not found')
-        if path.suffix == '.npy':
-            times = np.load(path).astype(int).tolist()
-        elif path.suffix == '.json':
-            times = [int(v) for v in json.loads(path.read_text())]
-        else:
-            times = [int(v) for v in path.read_text().replace(',', ' ').split()]
-        if len(times) != num_hr:
-            raise FuseError(f'{path}: {len(times)} key-frame indices for {num_hr} HR frames')
-    else:
-        if period is None:
-            raise FuseError('give --period (and --offset) or --hr-index to say when the HR frames were taken')
-        if period < 1:
-            raise FuseError(f'--period must be >= 1, got {period}')
-        times = [offset + n * period for n in range(num_hr)]
-    if any(b <= a for a, b in zip(times, times[1:])):
-        raise FuseError('key-frame indices must increase strictly')
-    if times[0] < 0 or times[-1] >= num_lr:
-        bad = times[0] if times[0] < 0 else times[-1]
-        raise FuseError(f'key frame at LR step {bad} is beyond the LR sequence (0..{num_lr - 1}); '
-                        'check --period/--offset/--hr-index')
-    return times
+HELP = 'fuse a real two-camera experiment into an HR sequence at the LR frame rate'
 
 
 def tile_boxes(h: int, w: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
@@ -129,15 +98,14 @@ class OutputWriter:
     """Fused frames to a TIFF folder or an HDF5 dataset, written under a temporary name and renamed at the end."""
 
     def __init__(self, spec: str, num_frames: int, shape: tuple[int, int], dtype: np.dtype):
-        path, _, dataset = spec.partition(':') if ('.h5:' in spec or '.hdf5:' in spec) else (spec, '', '')
-        self.path, self.dataset = Path(path), dataset
-        self.is_h5 = self.path.suffix.lower() in ('.h5', '.hdf5')
+        self.path, self.dataset = split_h5_spec(spec)
+        self.is_h5 = self.path.suffix.lower() in H5_SUFFIXES
         if self.path.exists():
-            raise FuseError(f'{self.path}: already exists; choose another --out (nothing is overwritten)')
+            raise InputError(f'{self.path}: already exists; choose another --out (nothing is overwritten)')
         if not self.path.parent.is_dir():
-            raise FuseError(f'{self.path.parent}: output folder does not exist')
+            raise InputError(f'{self.path.parent}: output folder does not exist')
         check_writable(str(self.path.parent))
-        if self.is_h5 and not dataset:
+        if self.is_h5 and not self.dataset:
             self.dataset = '/exchange/data'
         self.tmp = self.path.with_name(self.path.name + '.partial')
         if self.tmp.exists():
@@ -188,54 +156,55 @@ def fuse(lr: str, hr: str, model: str, out: str, period: int | None = None, offs
     # --- check everything before writing anything
     lr_stack, hr_stack = FrameStack(lr, value_range), FrameStack(hr, value_range)
     if lr_stack.dtype != hr_stack.dtype:
-        raise FuseError(f'LR frames are {lr_stack.dtype} but HR frames are {hr_stack.dtype}; '
+        raise InputError(f'LR frames are {lr_stack.dtype} but HR frames are {hr_stack.dtype}; '
                         'both cameras must have the same bit depth (or give --range)')
     num_frames, (h, w) = len(lr_stack), lr_stack.shape
-    key_times = key_times_from(num_frames, len(hr_stack), period, offset, hr_index)
-    if lr_sep < 1 or lr_sep >= num_frames:
-        raise FuseError(f'--lr-sep {lr_sep} must be between 1 and {num_frames - 1} for {num_frames} LR frames')
+    schedule = schedule_for(num_frames, len(hr_stack), period, offset, hr_index)
+    lr_sep = check_period(lr_sep, '--lr-sep')
+    if lr_sep >= num_frames:
+        raise InputError(f'--lr-sep {lr_sep} must be between 1 and {num_frames - 1} for {num_frames} LR frames')
     grid = (h * SCALE, w * SCALE)
     warp = None
     if transform is not None:
-        from xfusion.register import load_transform, warp_to_lr_grid
+        from xfusion.registration import load_transform, warp_to_lr_grid
         registration = load_transform(transform)
         out_shape = tuple(registration.get('output_shape') or grid)
         if out_shape != grid:
-            raise FuseError(f'{transform}: maps onto a {out_shape[0]}x{out_shape[1]} grid but 4x the LR frames is '
-                            f'{grid[0]}x{grid[1]}; register frames of these cameras')
+            raise InputError(f'{transform}: maps onto a {out_shape[0]}x{out_shape[1]} grid but 4x the LR frames is '
+                             f'{grid[0]}x{grid[1]}; register frames of these cameras')
         warp = (warp_to_lr_grid, registration)
     elif hr_stack.shape != grid:
-        raise FuseError(f'HR frames are {hr_stack.shape[0]}x{hr_stack.shape[1]} but 4x the LR frames is '
-                        f'{grid[0]}x{grid[1]}; register the cameras (xfusion register) and give --transform')
-    if tile and (tile % 4 or tile <= 2 * overlap):
-        raise FuseError(f'--tile must be a multiple of 4 larger than twice --overlap, got {tile} / {overlap}')
+        raise InputError(f'HR frames are {hr_stack.shape[0]}x{hr_stack.shape[1]} but 4x the LR frames is '
+                         f'{grid[0]}x{grid[1]}; register the cameras (xfusion register) and give --transform')
     if device.startswith('cuda') and not torch.cuda.is_available():
-        raise FuseError('--device cuda: no CUDA device here; use --device cpu')
+        raise InputError('--device cuda: no CUDA device here; use --device cpu')
     net, net_opt = load_network(model, opt, device)
+    multiple = net.lr_multiple  # the LR size multiple the network needs: frames and tiles are padded to it
+    if tile and (tile % multiple or tile <= 2 * overlap):
+        raise InputError(f'--tile must be a multiple of {multiple} larger than twice --overlap, got {tile} / {overlap}')
     writer = OutputWriter(out, num_frames, grid, hr_stack.dtype)
 
-    # --- read each frame once (padded to multiples of 4 LR pixels), fuse tile by tile, write as it goes
-    ph, pw = h + (-h) % 4, w + (-w) % 4
+    # --- read each frame once (padded to the network's multiple), fuse tile by tile, write as it goes
+    ph, pw = h + (-h) % multiple, w + (-w) % multiple
     reader = ThreadPoolExecutor(1)  # reads the next frames while the network computes
     span = 2 * lr_sep + batch + 1
-    read_lr = FrameCache(lambda t: pad_to_multiple(lr_stack.read_unit(t), 4), capacity=2 * span, pool=reader)
+    read_lr = FrameCache(lambda t: pad_to_multiple(lr_stack.read_unit(t), multiple), capacity=2 * span, pool=reader)
 
-    position = {k: i for i, k in enumerate(key_times)}
+    position = {k: i for i, k in enumerate(schedule.key_times)}
 
     def key_frame(k: int) -> np.ndarray:
         img = hr_stack.read_unit(position[k])
         if warp is not None:
             img = warp[0](img, warp[1], output_shape=grid)
-        return pad_to_multiple(img, 4 * SCALE) if (ph, pw) != (h, w) else img
+        return pad_to_multiple(img, multiple * SCALE) if (ph, pw) != (h, w) else img
     read_key = FrameCache(key_frame, capacity=4, pool=reader)
 
     boxes = tile_boxes(ph, pw, tile, overlap)
     weights = [torch.from_numpy(blend_weight(b, ph, pw, overlap)) for b in boxes]
     streams = []
     for y0, y1, x0, x1 in boxes:
-        src = FrameSource(num_frames, lambda t, b=(y0, y1, x0, x1): read_lr(t)[b[0]:b[1], b[2]:b[3]],
-                          lambda k, b=(y0, y1, x0, x1): read_key(k)[b[0] * 4:b[1] * 4, b[2] * 4:b[3] * 4],
-                          key_times, lr_sep)
+        lr_box, hr_box = np.s_[y0:y1, x0:x1], np.s_[y0 * SCALE:y1 * SCALE, x0 * SCALE:x1 * SCALE]
+        src = FrameSource(lambda t, b=lr_box: read_lr(t)[b], lambda k, b=hr_box: read_key(k)[b], schedule, lr_sep)
         inference = SequenceInference(net, device, cached=cached, batch=batch, precision=precision, compile=compile,
                                       channels_last=channels_last)
         streams.append(inference.run(src))
@@ -249,15 +218,15 @@ def fuse(lr: str, hr: str, model: str, out: str, period: int | None = None, offs
             t = outputs[0][0]
             for ahead in range(t + lr_sep + 1, min(t + lr_sep + 1 + batch, num_frames)):
                 read_lr.prefetch(ahead)
-            for k in key_times[bisect.bisect_right(key_times, t):][:2]:  # the next key frames
+            for k in schedule.key_times[bisect.bisect_right(schedule.key_times, t):][:2]:  # the next key frames
                 read_key.prefetch(k)
             if len(boxes) == 1:
                 frame = outputs[0][1][0]
             else:
                 frame, total = torch.zeros(ph * SCALE, pw * SCALE), torch.zeros(ph * SCALE, pw * SCALE)
                 for (y0, y1, x0, x1), weight, (_, result) in zip(boxes, weights, outputs):
-                    frame[y0 * 4:y1 * 4, x0 * 4:x1 * 4] += weight * result[0]
-                    total[y0 * 4:y1 * 4, x0 * 4:x1 * 4] += weight
+                    frame[y0 * SCALE:y1 * SCALE, x0 * SCALE:x1 * SCALE] += weight * result[0]
+                    total[y0 * SCALE:y1 * SCALE, x0 * SCALE:x1 * SCALE] += weight
                 frame = frame / total
             stored = hr_stack.scale.from_unit(frame[:grid[0], :grid[1]].clamp(0, 1).numpy())
             if pending is not None:
@@ -278,7 +247,7 @@ def fuse(lr: str, hr: str, model: str, out: str, period: int | None = None, offs
         'model': str(Path(model).resolve()), 'network': net_opt,
         'inputs': {'lr': lr, 'hr': hr, 'frames': num_frames, 'lr_shape': [h, w], 'dtype': str(hr_stack.dtype),
                    'intensity_range': [hr_stack.scale.low, hr_stack.scale.high]},
-        'schedule': {'key_times': key_times, 'period': period, 'offset': offset, 'hr_index': hr_index,
+        'schedule': {'key_times': list(schedule.key_times), 'period': period, 'offset': offset, 'hr_index': hr_index,
                      'lr_sep': lr_sep},
         'transform': transform and json.loads(Path(transform).read_text()),
         'run': {'tile': tile, 'overlap': overlap, 'tiles': len(boxes), 'device': device, 'batch': batch,
@@ -313,14 +282,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        out = fuse(args.lr, args.hr, args.model, args.out, period=args.period, offset=args.offset,
-                   hr_index=args.hr_index, lr_sep=args.lr_sep, transform=args.transform, tile=args.tile,
-                   overlap=args.overlap, device=args.device, batch=args.batch, precision=args.precision,
-                   cached=not args.no_cache, opt=args.opt, value_range=args.range, compile=args.compile,
-                   channels_last=args.channels_last)
-    except InputError as error:
-        print(f'xfusion fuse: error: {error}', file=sys.stderr)
-        return 2
+    out = fuse(args.lr, args.hr, args.model, args.out, period=args.period, offset=args.offset,
+               hr_index=args.hr_index, lr_sep=args.lr_sep, transform=args.transform, tile=args.tile,
+               overlap=args.overlap, device=args.device, batch=args.batch, precision=args.precision,
+               cached=not args.no_cache, opt=args.opt, value_range=args.range, compile=args.compile,
+               channels_last=args.channels_last)
     print(f'fused sequence written to {out}')
     return 0

@@ -25,19 +25,17 @@ a textured scene with noise: ~0.05 % in scale, ~0.03 degree, ~0.1 x4-grid pixel.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 from scipy import ndimage, optimize
 
-from xfusion.data.sequence_io import IntensityScale, read_frame
+from xfusion.camera import SCALE, area_average
+from xfusion.errors import InputError
 
-SCALE = 4  # x4 grid pixels per LR pixel
 REQUIRED_KEYS = ('matrix', 'scale', 'rotation_deg', 'shift_xy', 'residual', 'output_shape')
 _PRE_BLUR = 1.0  # HR pixels, see _Model
 _MIN_OVERLAP = 0.1  # least fraction of LR pixels the HR field of view must cover
@@ -52,12 +50,12 @@ def _as_frame(images: np.ndarray, name: str) -> np.ndarray:
     arr = np.asarray(images, dtype=np.float32)
     if arr.ndim == 3:
         if arr.shape[0] == 0:
-            raise ValueError(f'{name}: empty stack of frames')
+            raise InputError(f'{name}: empty stack of frames')
         arr = arr.mean(axis=0)
     if arr.ndim != 2:
-        raise ValueError(f'{name}: expected a 2-D frame or an (N, height, width) stack, got shape {arr.shape}')
+        raise InputError(f'{name}: expected a 2-D frame or an (N, height, width) stack, got shape {arr.shape}')
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f'{name}: frame has NaN or infinite values')
+        raise InputError(f'{name}: frame has NaN or infinite values')
     return np.ascontiguousarray(arr)
 
 
@@ -85,12 +83,6 @@ def _similarity(scale: float, theta: float, centre_src: np.ndarray, centre_dst: 
 
 def _centre(shape: tuple[int, ...]) -> np.ndarray:
     return np.array([(shape[1] - 1) / 2, (shape[0] - 1) / 2])
-
-
-def _area_average(img: np.ndarray, factor: int = SCALE) -> np.ndarray:
-    """Mean over factor x factor blocks (the LR pixel model); cv2's INTER_AREA does it exactly, and fast."""
-    h, w = img.shape[0] // factor, img.shape[1] // factor
-    return cv2.resize(img[:h * factor, :w * factor], (w, h), interpolation=cv2.INTER_AREA)
 
 
 def _upsample(lr: np.ndarray, factor: int) -> np.ndarray:
@@ -249,7 +241,7 @@ class _Model:
         src = self.hr if image is None else image
         warped = cv2.warpAffine(src, m3[:2], (self.grid[1], self.grid[0]), flags=cv2.INTER_LINEAR,
                                 borderMode=border, borderValue=0.0)
-        return _area_average(warped)
+        return area_average(warped)
 
     def coverage(self, m3: np.ndarray, erode: int) -> np.ndarray:
         """LR pixels that the HR field of view covers fully, shrunk by ``erode`` pixels for safety."""
@@ -325,12 +317,12 @@ def estimate_transform(lr: np.ndarray, hr: np.ndarray) -> dict:
     gain/offset are the least-squares intensity match (also returned, as ``intensity_gain`` /
     ``intensity_offset``); in the units of the input, so on [0, 1] intensities it is a fraction of the full
     range, and about the noise level of the frames when the registration is right. ``overlap`` is the fraction
-    of LR pixels the HR field of view covers. ValueError on bad input or when no transform overlaps.
+    of LR pixels the HR field of view covers. InputError on bad input or when no transform overlaps.
     """
     lr = _as_frame(lr, 'lr')
     hr = _as_frame(hr, 'hr')
     if min(lr.shape) < 8 or min(hr.shape) < 16:
-        raise ValueError(f'frames too small to register: lr {lr.shape}, hr {hr.shape}')
+        raise InputError(f'frames too small to register: lr {lr.shape}, hr {hr.shape}')
     # the coarse step wants comparable contrast; the refinement fits gain and offset itself
     lr_n = (lr - lr.mean()) / (lr.std() + 1e-12)
     hr_n = (hr - hr.mean()) / (hr.std() + 1e-12)
@@ -349,7 +341,7 @@ def estimate_transform(lr: np.ndarray, hr: np.ndarray) -> dict:
         if score < best[0]:
             best = (score, m3)
     if best[1] is None:
-        raise ValueError(f'could not register: the HR frame ({hr.shape[1]}x{hr.shape[0]}) does not overlap the '
+        raise InputError(f'could not register: the HR frame ({hr.shape[1]}x{hr.shape[0]}) does not overlap the '
                          f'LR frame ({lr.shape[1]}x{lr.shape[0]}) at any candidate transform')
     m3, _ = _refine(model, best[1], (1.0, 0.0))
     model.sigma = 0.0
@@ -383,7 +375,7 @@ def warp_to_lr_grid(hr: np.ndarray, transform: dict, output_shape: tuple[int, in
     if arr.ndim == 3:
         return np.stack([warp_to_lr_grid(frame, transform, shape) for frame in arr])
     if arr.ndim != 2:
-        raise ValueError(f'expected a 2-D HR frame or an (N, H, W) stack, got shape {arr.shape}')
+        raise InputError(f'expected a 2-D HR frame or an (N, H, W) stack, got shape {arr.shape}')
     out = cv2.warpAffine(arr, matrix, (shape[1], shape[0]), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
     return np.clip(out, arr.min(), arr.max()).astype(np.float32)
 
@@ -394,38 +386,38 @@ def _check_matrix(value, where: str) -> np.ndarray:
     except (TypeError, ValueError):
         m = None
     if m is None or m.shape != (2, 3) or not np.all(np.isfinite(m)):
-        raise ValueError(f'{where}: key "matrix" must be a 2x3 list of finite numbers, got {value!r}')
+        raise InputError(f'{where}: key "matrix" must be a 2x3 list of finite numbers, got {value!r}')
     if abs(np.linalg.det(m[:, :2])) < 1e-9:
-        raise ValueError(f'{where}: key "matrix" is singular: {value!r}')
+        raise InputError(f'{where}: key "matrix" is singular: {value!r}')
     return m
 
 
 def _check_shape(value, where: str) -> tuple[int, int]:
     if (not isinstance(value, (list, tuple)) or len(value) != 2
             or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in value)):
-        raise ValueError(f'{where}: key "output_shape" must be [height, width] (positive integers), got {value!r}')
+        raise InputError(f'{where}: key "output_shape" must be [height, width] (positive integers), got {value!r}')
     return int(value[0]), int(value[1])
 
 
 def validate_transform(transform: dict, where: str = 'transform') -> dict:
-    """Check the keys and values of a transform dict; ValueError naming ``where`` and the bad key."""
+    """Check the keys and values of a transform dict; InputError naming ``where`` and the bad key."""
     if not isinstance(transform, dict):
-        raise ValueError(f'{where}: expected a JSON object with keys {", ".join(REQUIRED_KEYS)}')
+        raise InputError(f'{where}: expected a JSON object with keys {", ".join(REQUIRED_KEYS)}')
     for key in REQUIRED_KEYS:
         if key not in transform:
-            raise ValueError(f'{where}: missing key "{key}" (a transform needs {", ".join(REQUIRED_KEYS)})')
+            raise InputError(f'{where}: missing key "{key}" (a transform needs {", ".join(REQUIRED_KEYS)})')
     _check_matrix(transform['matrix'], where)
     _check_shape(transform['output_shape'], where)
     for key in ('scale', 'rotation_deg', 'residual'):
         value = transform[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f'{where}: key "{key}" must be a finite number, got {value!r}')
+            raise InputError(f'{where}: key "{key}" must be a finite number, got {value!r}')
     if transform['scale'] <= 0:
-        raise ValueError(f'{where}: key "scale" must be positive, got {transform["scale"]!r}')
+        raise InputError(f'{where}: key "scale" must be positive, got {transform["scale"]!r}')
     shift = transform['shift_xy']
     if (not isinstance(shift, (list, tuple)) or len(shift) != 2
             or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in shift)):
-        raise ValueError(f'{where}: key "shift_xy" must be [tx, ty] (finite numbers), got {shift!r}')
+        raise InputError(f'{where}: key "shift_xy" must be [tx, ty] (finite numbers), got {shift!r}')
     return transform
 
 
@@ -439,55 +431,12 @@ def save_transform(transform: dict, path: str | Path) -> None:
 
 
 def load_transform(path: str | Path) -> dict:
-    """Read and validate a transform JSON; ValueError naming the file and the missing or bad key."""
+    """Read and validate a transform JSON; InputError naming the file and the missing or bad key."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f'{path}: transform file not found')
+        raise InputError(f'{path}: transform file not found')
     try:
         transform = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f'{path}: not valid JSON ({error})') from error
+        raise InputError(f'{path}: not valid JSON ({error})') from error
     return validate_transform(transform, str(path))
-
-
-# --------------------------------------------------------------------------------------------- CLI
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``xfusion register``."""
-    parser.add_argument('--lr', required=True, nargs='+', metavar='FRAME',
-                        help='LR-camera frame(s) (PNG/TIFF); several are averaged')
-    parser.add_argument('--hr', required=True, nargs='+', metavar='FRAME',
-                        help='HR-camera frame(s) taken at the same times; several are averaged')
-    parser.add_argument('--out', required=True, metavar='FILE.json', help='where to write the transform')
-
-
-def _read_mean(paths: list[str]) -> np.ndarray:
-    """Average of frames scaled to [0, 1] by their dtype range; all must have one shape."""
-    frames = []
-    for name in paths:
-        path = Path(name)
-        if not path.is_file():
-            raise ValueError(f'{path}: no such file')
-        img = read_frame(path)
-        if frames and img.shape != frames[0].shape:
-            raise ValueError(f'{path}: frame is {img.shape[0]}x{img.shape[1]}, '
-                             f'{paths[0]} is {frames[0].shape[0]}x{frames[0].shape[1]}')
-        frames.append(IntensityScale.for_dtype(img.dtype).to_unit(img))
-    return np.mean(frames, axis=0)
-
-
-def run(args: argparse.Namespace) -> int:
-    """``xfusion register``: estimate the transform and write it; 2 on bad input, writing nothing."""
-    try:
-        lr = _read_mean(args.lr)
-        hr = _read_mean(args.hr)
-        transform = estimate_transform(lr, hr)
-        save_transform(transform, args.out)
-    except (ValueError, OSError) as error:
-        print(f'xfusion register: error: {error}', file=sys.stderr)
-        return 2
-    t = transform
-    print(f'scale {t["scale"]:.5f}, rotation {t["rotation_deg"]:+.3f} deg, shift ({t["shift_xy"][0]:+.2f}, '
-          f'{t["shift_xy"][1]:+.2f}) px, residual {t["residual"]:.4f} -> {args.out}')
-    return 0

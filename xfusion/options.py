@@ -1,11 +1,16 @@
-"""Check option files before training or testing starts, so that mistakes cost seconds, not a job.
+"""Option files: reading them, checking them before training or testing starts, and recording what a run used.
 
-Unknown or misspelt keys and registered names (with the closest valid one suggested), missing
-data roots, patch sizes not divisible by the scale, impossible schedules, unwritable output
-folders and checkpoints of another network layout are reported as one InputError naming the
-option and the fix, before anything is written. Data sets are opened too, so that bad frames
-(size or count mismatches, mixed bit depths, unreadable files) are found before the
-experiment folder exists.
+- ``load_option_file``: a BasicSR option file as a dict (the one place that reads YAML options).
+- ``check_options``: mistakes cost seconds, not a job. Unknown or misspelt keys and registered
+  names (with the closest valid one suggested), missing data roots, patch sizes not divisible by
+  the scale, impossible schedules, unwritable output folders and checkpoints of another network
+  layout are reported as one InputError naming the option and the fix, before anything is
+  written. Data sets are opened too, so that bad frames (size or count mismatches, mixed bit
+  depths, unreadable files) are found before the experiment folder exists.
+- ``save_effective_options``: the options a run really used (after ``--force_yml``), written beside
+  its checkpoints as ``models/options.yml``; ``xfusion.checkpoint`` reads those first.
+- ``packaged_option_file``: the option files that ship with the package (``options/`` of the
+  repository), found in a checkout and in an installed package alike.
 """
 from __future__ import annotations
 
@@ -15,10 +20,16 @@ import inspect
 import os
 import tempfile
 from os import path as osp
+from pathlib import Path
 
+import yaml
 from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
 
 from xfusion.errors import InputError
+from xfusion.schedule import check_period
+
+EFFECTIVE_OPTIONS = 'options.yml'  # in experiments/<name>/models/, beside the checkpoints
+RUNTIME_KEYS = ('is_train', 'dist', 'rank', 'world_size', 'auto_resume', 'root_path')  # set per run by BasicSR
 
 # keys BasicSR itself reads or sets, per section
 TOP_LEVEL = {'name', 'model_type', 'scale', 'num_gpu', 'manual_seed', 'datasets', 'network_g', 'path', 'train', 'val',
@@ -36,14 +47,6 @@ SECTIONS = {
 DATASET_COMMON = {'name', 'type', 'phase', 'scale', 'io_backend', 'num_worker_per_gpu', 'batch_size_per_gpu',
                   'dataset_enlarge_ratio', 'prefetch_mode', 'pin_memory', 'persistent_workers', 'use_shuffle',
                   'num_prefetch_queue'}
-SAMPLING = {'num_frame', 'num_frame_hi', 'period_range', 'lr_sep', 'gt_size', 'use_hflip', 'use_rot',
-            'b0_log10_range', 'noise_prob'}
-DATASET_KEYS = {  # the options each of this project's datasets reads
-    'REDSSTFDataset': SAMPLING | {'dataroot_gt', 'dataroot_lq', 'meta_info_file', 'val_partition'},
-    'XraySTFDataset': SAMPLING | {'dataroot', 'value_range'},
-    'STFSequenceTestDataset': {'dataroot', 'dataroot_gt', 'dataroot_lq', 'meta_info_file', 'clips', 'val_partition',
-                               'sequences', 'value_range', 'period', 'lr_sep', 'num_frame', 'num_frame_hi'},
-}
 SCHEDULERS = {'MultiStepLR', 'MultiStepRestartLR', 'CosineAnnealingRestartLR'}
 OPTIMIZERS = {'Adam'}  # what BasicSR 1.4.2's BaseModel.get_optimizer builds
 METRIC_KEYS = {'type', 'better', 'crop_border', 'convention', 'test_y_channel'}
@@ -76,8 +79,9 @@ def check_dataset(phase: str, ds: dict, opt: dict) -> None:
     if 'type' not in ds:
         raise InputError(f'{where}: no type given')
     check_name(ds['type'], DATASET_REGISTRY, f'{where}:type')
-    if ds['type'] in DATASET_KEYS:
-        check_keys(ds, DATASET_COMMON | DATASET_KEYS[ds['type']], where)
+    keys = getattr(DATASET_REGISTRY.get(ds['type']), 'option_keys', None)  # the options our datasets read
+    if keys is not None:
+        check_keys(ds, DATASET_COMMON | keys, where)
     for key in ('dataroot', 'dataroot_gt', 'dataroot_lq', 'meta_info_file'):
         if ds.get(key) is not None:
             _exists(ds[key], f'{where}:{key}')
@@ -87,8 +91,10 @@ def check_dataset(phase: str, ds: dict, opt: dict) -> None:
                          f"use a multiple of {scale}")
     for key in ('period', 'lr_sep', 'period_range'):
         values = ds.get(key, 1) if isinstance(ds.get(key, 1), (list, tuple)) else [ds.get(key, 1)]
-        if not values or any(not isinstance(v, int) or v < 1 for v in values):
-            raise InputError(f'{where}:{key}: must be integers >= 1, got {ds[key]!r}')
+        if not values:
+            raise InputError(f'{where}:{key}: give at least one value')
+        for value in values:
+            check_period(value, f'{where}:{key}')
 
 
 def check_network(opt: dict) -> None:
@@ -171,7 +177,66 @@ def check_options(opt: dict, open_data: bool = True) -> None:
     check_writable(osp.join(opt.get('root_path') or os.getcwd(), 'experiments' if opt.get('is_train') else 'results'))
     if open_data:  # frames and sequences are checked as the datasets open them
         for ds in datasets.values():
-            if ds.get('type') in DATASET_KEYS and (opt.get('is_train') or ds.get('phase') != 'train'):
+            ours = getattr(DATASET_REGISTRY.get(ds['type']), 'option_keys', None) is not None
+            if ours and (opt.get('is_train') or ds.get('phase') != 'train'):
                 # not basicsr.data.build_dataset: it logs, and BasicSR's root logger must first be
                 # set up by the pipeline (with its log file)
                 DATASET_REGISTRY.get(ds['type'])(copy.deepcopy(ds))
+
+
+def load_option_file(path: str | Path) -> dict:
+    """A BasicSR option file as a dict (YAML, read with BasicSR's ordered loader)."""
+    from basicsr.utils.options import ordered_yaml
+    path = Path(path)
+    try:
+        with open(path) as f:
+            opt = yaml.load(f, Loader=ordered_yaml()[0])
+    except FileNotFoundError:
+        raise InputError(f'{path}: option file not found') from None
+    except yaml.YAMLError as error:
+        raise InputError(f'{path}: not a valid YAML file ({" ".join(str(error).split())})') from None
+    if not isinstance(opt, dict):
+        raise InputError(f'{path}: an option file must be a YAML mapping of options')
+    return opt
+
+
+def _plain(value):
+    """Options as plain dicts and lists, for yaml.safe_dump."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def save_effective_options(opt: dict) -> Path:
+    """Write the options of a run, as BasicSR parsed them (``--force_yml`` applied), beside its checkpoints.
+
+    BasicSR copies the raw option file into the experiment folder; a network trained with
+    overrides (``--force_yml network_g:num_feat=...``) could not be rebuilt from that copy.
+    Written atomically, and only when it changes (on rank 0, where the checkpoints are written).
+    """
+    path = Path(opt['path']['models']) / EFFECTIVE_OPTIONS
+    effective = _plain({k: v for k, v in opt.items() if k not in RUNTIME_KEYS})
+    text = ('# The options this run used, after --force_yml overrides (written by xfusion beside the\n'
+            '# checkpoints; loading a checkpoint takes its network options from here).\n'
+            + yaml.safe_dump(effective, sort_keys=False))
+    if not path.is_file() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    return path
+
+
+def packaged_option_file(relative: str) -> Path:
+    """An option file that ships with xfusion, e.g. ``'demo/finetune_xray_demo.yml'``.
+
+    In an installed package the copy setup.py puts at ``xfusion/option_files/``; in a checkout (or an
+    editable install) the repository's ``options/``.
+    """
+    package = Path(__file__).resolve().parent
+    for root in (package / 'option_files', package.parent / 'options'):
+        if (root / relative).is_file():
+            return root / relative
+    raise InputError(f'{relative}: no such option file among those that ship with xfusion')

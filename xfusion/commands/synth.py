@@ -1,0 +1,34 @@
+"""``xfusion synth reds|xray``: synthetic sequences, the data the project works on without downloads."""
+from __future__ import annotations
+
+import argparse
+
+HELP = 'write synthetic sequences (REDS layout or x-ray layout)'
+DEFAULT_HR_SIZE = {'reds': (192, 320), 'xray': (128, 128)}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('kind', choices=['reds', 'xray'])
+    parser.add_argument('--out', required=True, help='output root folder')
+    parser.add_argument('--sequences', type=int, default=4, help='number of clips / sequences')
+    parser.add_argument('--frames', type=int, default=30, help='frames per sequence')
+    parser.add_argument('--hr-size', type=int, nargs=2, default=None, metavar=('H', 'W'),
+                        help='HR frame size, multiples of 16 (default: 192 320 for reds, 128 128 for xray)')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--first-clip', type=int, default=0, help='reds: number of the first clip (names are %%03d)')
+    parser.add_argument('--b0', type=float, default=1e3, help='xray: photons per pixel of the flat field')
+    parser.add_argument('--bit-depth', type=int, choices=[8, 16], default=16, help='xray: bits per pixel')
+
+
+def run(args: argparse.Namespace) -> int:
+    hr_size = tuple(args.hr_size or DEFAULT_HR_SIZE[args.kind])
+    if args.kind == 'reds':
+        from xfusion.synth.reds import synth_reds
+        out = synth_reds(args.out, sequences=args.sequences, frames=args.frames, hr_size=hr_size, seed=args.seed,
+                         first_clip=args.first_clip)
+    else:
+        from xfusion.synth.xray import synth_xray
+        out = synth_xray(args.out, sequences=args.sequences, frames=args.frames, hr_size=hr_size, b0=args.b0,
+                         seed=args.seed, bit_depth=args.bit_depth)
+    print(f'wrote synthetic {args.kind} data to {out}')
+    return 0
