@@ -25,7 +25,7 @@ from helpers import (
 from xfusion.archs.edvrstf_arch import EDVRSTF
 from xfusion.data.sequence_io import write_frame
 from xfusion.errors import InputError
-from xfusion.options import check_options
+from xfusion.options_check import check_options
 
 
 def parsed(opt: dict, root) -> dict:

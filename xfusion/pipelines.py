@@ -29,7 +29,8 @@ from basicsr.utils.options import dict2str
 from basicsr.utils.options import parse_options as basicsr_parse_options
 
 from xfusion.errors import InputError
-from xfusion.options import check_options, load_option_file
+from xfusion.options import load_option_file
+from xfusion.options_check import check_options
 
 
 def check_command_line(argv: list[str]) -> None:

@@ -27,7 +27,7 @@ from xfusion.checkpoint import load_network
 from xfusion.data.sequence_io import H5_SUFFIXES, FrameStack, split_h5_spec, write_frame
 from xfusion.errors import InputError
 from xfusion.inference import PRECISIONS, SequenceInference
-from xfusion.options import check_writable
+from xfusion.options_check import check_writable
 from xfusion.schedule import FrameSource, check_period, schedule_for
 from xfusion.version import __version__
 
