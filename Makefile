@@ -14,7 +14,8 @@ $(STAMP): setup.py requirements.txt requirements-test.txt
 	$(PIP) install -q $$(grep -E '^(torch|torchvision)==' requirements.txt)
 	$(PIP) install -q setuptools wheel
 	$(PIP) install -q --no-build-isolation $$(grep -E '^basicsr==' requirements.txt)
-	$(PIP) install -q -e '.[test]'
+	# the camera readers' libraries too: the tests read MRAW and CINE files
+	$(PIP) install -q -e '.[test,cameras]'
 	touch $(STAMP)
 
 test: $(STAMP)

@@ -25,6 +25,9 @@ setup(
     package_data={'xfusion.option_files': ['*.yml', '*/*.yml']},
     python_requires='>=3.10',
     install_requires=requirements('requirements.txt'),
-    extras_require={'test': requirements('requirements-test.txt')},
+    # cameras: the readers of Photron MRAW (pyMRAW, which needs numba) and Phantom CINE (pycine-lite's header
+    # structures); frame folders, TIFF (with Phantom .xml / Shimadzu .ini) and DataExchange need nothing more
+    extras_require={'test': requirements('requirements-test.txt'),
+                    'cameras': ['pyMRAW==0.33.0', 'pycine-lite==0.4.0', 'numba==0.68.1', 'xmltodict==1.0.4']},
     entry_points={'console_scripts': ['xfusion=xfusion.commands:main']},
 )

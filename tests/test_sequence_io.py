@@ -130,3 +130,24 @@ def test_colour_frames_become_gray_luma(tmp_path):
 def test_area_average_helper_matches_lr():
     img = np.arange(64, dtype=float).reshape(8, 8)
     assert area_average(img)[0, 0] == img[:4, :4].mean()
+
+
+def test_frame_stack_keeps_its_interface_for_plain_sources(tmp_path):
+    from xfusion.data.sequence_io import FrameStack
+    frames = np.random.default_rng(1).integers(0, 65536, (4, 8, 12), dtype=np.uint16)
+    for t, frame in enumerate(frames):
+        write_frame(tmp_path / 'folder' / f'{t}.png', frame)
+    tifffile.imwrite(tmp_path / 'stack.tif', frames, photometric='minisblack')  # pages, not RGB
+    with h5py.File(tmp_path / 'f.h5', 'w') as f:
+        f['/raw/frames'] = frames
+    for spec, kind in ((tmp_path / 'folder', 'folder'), (tmp_path / 'stack.tif', 'tiff'),
+                       (f'{tmp_path}/f.h5:/raw/frames', 'h5')):
+        stack = FrameStack(spec)
+        assert (len(stack), stack.shape, stack.dtype, stack.kind) == (4, (8, 12), np.uint16, kind)
+        assert (stack.scale.low, stack.scale.high, stack.bit_depth) == (0.0, 65535.0, 16)
+        assert np.array_equal(stack.read(2), frames[2])
+        assert np.array_equal(stack.read_unit(1), IntensityScale.for_dtype(np.uint16).to_unit(frames[1]))
+        assert stack.times is None and stack.frame_rate is None and stack.flat_field is None
+        assert stack.describe()['frames'] == 4 and stack.describe()['intensity_range'] == [0.0, 65535.0]
+    with pytest.raises(IndexError):
+        FrameStack(tmp_path / 'stack.tif').read(4)

@@ -284,7 +284,9 @@ def save_panel(path: Path, images: dict, methods: list[str], name: str, setting:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('--data', required=True, help='x-ray root of test sequences (<seq>/HR + <seq>/LR or <seq>.h5)')
+    parser.add_argument('--data', required=True,
+                        help='x-ray root of test sequences (<seq>/HR + <seq>/LR folders, <seq>/HR.<ext> + '
+                             '<seq>/LR.<ext> camera files, or <seq>.h5)')
     parser.add_argument('--out', required=True, help='output folder for metrics.csv, summary.md, plots, panels')
     parser.add_argument('--model', action='append', metavar='[NAME=]CKPT',
                         help='a network checkpoint, as the method NAME (plain CKPT: the method stf); repeatable')

@@ -1,10 +1,13 @@
 """``xfusion fuse``: the fused HR sequence of a real two-camera experiment, streamed frame by frame.
 
-The LR camera gives every time step, the HR camera only key frames (at ``offset + n * period``
-or at the steps listed in an index file). Frames are read, fused and written as it goes, so
-memory does not grow with the length of the sequence; frames larger than ``--tile`` LR pixels
-are fused in overlapping tiles blended with linear ramps (no seams). Output: a folder of
-TIFFs or an HDF5 dataset in the input bit depth and intensity scale, plus a JSON sidecar.
+The LR camera gives every time step, the HR camera only key frames (at ``offset + n * period``,
+at the steps listed in an index file, or, when both sources carry frame times and neither is given,
+at the LR step nearest each HR frame's time). Sources are any camera file ``FrameStack`` reads
+(frame folders, TIFF stacks, HDF5/DataExchange, Photron MRAW, Phantom CINE). Frames are read, fused
+and written as it goes, so memory does not grow with the length of the sequence; frames larger than
+``--tile`` LR pixels are fused in overlapping tiles blended with linear ramps (no seams). Output: a
+folder of TIFFs or an HDF5 dataset in the input bit depth and intensity scale (12-bit data in 16-bit
+words stay so; flat-corrected transmissions stay float32), plus a JSON sidecar.
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ from xfusion.data.sequence_io import H5_SUFFIXES, FrameStack, split_h5_spec, wri
 from xfusion.errors import InputError
 from xfusion.inference import PRECISIONS, SequenceInference
 from xfusion.options_check import check_writable
-from xfusion.schedule import FrameSource, check_period, schedule_for
+from xfusion.schedule import FrameSource, check_period, schedule_for, schedule_from_times
 from xfusion.version import __version__
 
 HELP = 'fuse a real two-camera experiment into an HR sequence at the LR frame rate'
@@ -147,19 +150,57 @@ def pad_to_multiple(img: np.ndarray, multiple: int) -> np.ndarray:
     return np.pad(img, ((0, ph), (0, pw)), mode='reflect') if ph or pw else img
 
 
+def key_frame_schedule(lr_stack: FrameStack, hr_stack: FrameStack, period: int | None, offset: int,
+                       hr_index: str | None, time_offset: float = 0.0):
+    """(schedule, HR frame of each key frame, TimeMatch or None): ``--period``/``--hr-index`` when given, else the
+    sources' frame times."""
+    if period is None and hr_index is None:
+        if lr_stack.times is None or hr_stack.times is None:
+            missing = [name for name, stack in (('LR', lr_stack), ('HR', hr_stack)) if stack.times is None]
+            which = 'the LR and HR sources carry' if len(missing) == 2 else f'the {missing[0]} source carries'
+            raise InputError('give --period (and --offset) or --hr-index to say when the HR frames were taken '
+                             f'({which} no frame times or frame rate to match them by)')
+        match = schedule_from_times(lr_stack.times, hr_stack.times, time_offset)
+        return match.schedule, match.hr_frames, match
+    schedule = schedule_for(len(lr_stack), len(hr_stack), period, offset, hr_index)
+    return schedule, tuple(range(len(schedule.key_times))), None
+
+
+def time_matching_record(lr_stack: FrameStack, hr_stack: FrameStack, match, period, hr_index) -> dict:
+    """The sidecar's ``time_matching``: what was matched, or why the clocks were not used."""
+    if match is not None:
+        return dict(match.summary(), lr_time_source=lr_stack.time_source, hr_time_source=hr_stack.time_source)
+    if lr_stack.times is not None and hr_stack.times is not None:
+        reason = '--period given' if period is not None else '--hr-index given'
+    else:
+        reason = 'the sources carry no frame times'
+    return {'used': False, 'reason': reason}
+
+
 def fuse(lr: str, hr: str, model: str, out: str, period: int | None = None, offset: int = 0,
          hr_index: str | None = None, lr_sep: int = 1, transform: str | None = None, tile: int = 0,
          overlap: int = 8, device: str = 'cpu', batch: int = 1, precision: str = 'fp32', cached: bool = True,
          opt: str | None = None, value_range: tuple[float, float] | None = None, progress: bool = True,
-         compile: bool = False, channels_last: bool = False) -> Path:
-    """Fuse an LR stack and an HR key-frame stack into an HR stack at the LR frame rate; returns the output path."""
+         compile: bool = False, channels_last: bool = False, time_offset: float = 0.0,
+         flat_correction: bool = True) -> Path:
+    """Fuse an LR stack and an HR key-frame stack into an HR stack at the LR frame rate; returns the output path.
+
+    Without ``period`` and ``hr_index``, the HR frames are matched to LR steps by the two sources' frame
+    times (``time_offset`` seconds added to the HR times); the matching is printed and kept in the sidecar.
+    """
     # --- check everything before writing anything
-    lr_stack, hr_stack = FrameStack(lr, value_range), FrameStack(hr, value_range)
+    lr_stack = FrameStack(lr, value_range, flat_correction)
+    hr_stack = FrameStack(hr, value_range, flat_correction)
+    if (lr_stack.dtype.kind == 'f') != (hr_stack.dtype.kind == 'f'):  # a transmission and raw counts
+        raise InputError(f'LR frames are {lr_stack.dtype} but HR frames are {hr_stack.dtype}: give both cameras as '
+                         'transmissions (DataExchange with flats) or both as counts (--no-flat-correction)')
     if lr_stack.dtype != hr_stack.dtype:
         raise InputError(f'LR frames are {lr_stack.dtype} but HR frames are {hr_stack.dtype}; '
-                        'both cameras must have the same bit depth (or give --range)')
+                         'both cameras must have the same bit depth (or give --range)')
     num_frames, (h, w) = len(lr_stack), lr_stack.shape
-    schedule = schedule_for(num_frames, len(hr_stack), period, offset, hr_index)
+    schedule, hr_frames, time_match = key_frame_schedule(lr_stack, hr_stack, period, offset, hr_index, time_offset)
+    if time_match is not None:
+        print('\n'.join(time_match.report()))
     lr_sep = check_period(lr_sep, '--lr-sep')
     if lr_sep >= num_frames:
         raise InputError(f'--lr-sep {lr_sep} must be between 1 and {num_frames - 1} for {num_frames} LR frames')
@@ -190,7 +231,7 @@ def fuse(lr: str, hr: str, model: str, out: str, period: int | None = None, offs
     span = 2 * lr_sep + batch + 1
     read_lr = FrameCache(lambda t: pad_to_multiple(lr_stack.read_unit(t), multiple), capacity=2 * span, pool=reader)
 
-    position = {k: i for i, k in enumerate(schedule.key_times)}
+    position = dict(zip(schedule.key_times, hr_frames))  # LR step of a key frame -> its HR frame
 
     def key_frame(k: int) -> np.ndarray:
         img = hr_stack.read_unit(position[k])
@@ -246,9 +287,15 @@ def fuse(lr: str, hr: str, model: str, out: str, period: int | None = None, offs
         'software': f'xfusion {__version__}', 'created': time.strftime('%Y-%m-%d %H:%M:%S'),
         'model': str(Path(model).resolve()), 'network': net_opt,
         'inputs': {'lr': lr, 'hr': hr, 'frames': num_frames, 'lr_shape': [h, w], 'dtype': str(hr_stack.dtype),
-                   'intensity_range': [hr_stack.scale.low, hr_stack.scale.high]},
-        'schedule': {'key_times': list(schedule.key_times), 'period': period, 'offset': offset, 'hr_index': hr_index,
-                     'lr_sep': lr_sep},
+                   'intensity_range': [hr_stack.scale.low, hr_stack.scale.high],
+                   'lr_format': lr_stack.format, 'hr_format': hr_stack.format,
+                   'lr_bit_depth': lr_stack.bit_depth, 'hr_bit_depth': hr_stack.bit_depth,
+                   'lr_intensity_range': [lr_stack.scale.low, lr_stack.scale.high],
+                   'flat_correction': {'lr': lr_stack.flat_field, 'hr': hr_stack.flat_field},
+                   'lr_source': lr_stack.describe(), 'hr_source': hr_stack.describe()},
+        'schedule': {'key_times': list(schedule.key_times), 'hr_frames': list(hr_frames), 'period': period,
+                     'offset': offset, 'hr_index': hr_index, 'lr_sep': lr_sep},
+        'time_matching': time_matching_record(lr_stack, hr_stack, time_match, period, hr_index),
         'transform': transform and json.loads(Path(transform).read_text()),
         'run': {'tile': tile, 'overlap': overlap, 'tiles': len(boxes), 'device': device, 'batch': batch,
                 'precision': precision, 'cached': cached, 'compile': compile, 'channels_last': channels_last,
@@ -259,7 +306,9 @@ def fuse(lr: str, hr: str, model: str, out: str, period: int | None = None, offs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('--lr', required=True, help='LR frames: a folder, a multi-page TIFF or file.h5:/dataset')
+    parser.add_argument('--lr', required=True,
+                        help='LR frames: a folder, a multi-page TIFF, file.h5[:/dataset] (DataExchange: flat/dark '
+                             'corrected), a Photron x.cih/x.cihx (+ x.mraw) or a Phantom x.cine')
     parser.add_argument('--hr', required=True, help='HR key frames only (same kinds of source)')
     parser.add_argument('--model', required=True, help='checkpoint (experiments/<name>/models/net_g_*.pth)')
     parser.add_argument('--opt', default=None, help='option file with network_g (default: the experiment\'s)')
@@ -267,6 +316,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--period', type=int, default=None, help='LR steps between HR key frames')
     parser.add_argument('--offset', type=int, default=0, help='LR step of the first HR key frame')
     parser.add_argument('--hr-index', default=None, help='file listing the LR step of each HR frame')
+    parser.add_argument('--time-offset', type=float, default=0.0, metavar='SECONDS',
+                        help='added to the HR frame times before matching them to LR steps (a known trigger delay); '
+                             'used when neither --period nor --hr-index is given and both sources carry times')
+    parser.add_argument('--no-flat-correction', action='store_true',
+                        help='DataExchange sources: raw counts, without data_white/data_dark')
     parser.add_argument('--lr-sep', type=int, default=1, help='LR frame separation r (frames t-r, t, t+r)')
     parser.add_argument('--transform', default=None, help='JSON from xfusion register (HR camera -> x4 LR grid)')
     parser.add_argument('--tile', type=int, default=0, help='tile size in LR pixels (0: whole frames)')
@@ -278,7 +332,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--compile', action='store_true', help='torch.compile the network (long sequences)')
     parser.add_argument('--channels-last', action='store_true', help='channels-last memory format')
     parser.add_argument('--range', type=float, nargs=2, default=None, metavar=('LOW', 'HIGH'),
-                        help='fixed intensity range of both cameras (default: the dtype range)')
+                        help='fixed intensity range of both cameras (default: the effective bit depth the file '
+                             'gives, else the dtype range; [0, 1] for transmissions)')
 
 
 def run(args: argparse.Namespace) -> int:
@@ -286,6 +341,7 @@ def run(args: argparse.Namespace) -> int:
                hr_index=args.hr_index, lr_sep=args.lr_sep, transform=args.transform, tile=args.tile,
                overlap=args.overlap, device=args.device, batch=args.batch, precision=args.precision,
                cached=not args.no_cache, opt=args.opt, value_range=args.range, compile=args.compile,
-               channels_last=args.channels_last)
+               channels_last=args.channels_last, time_offset=args.time_offset,
+               flat_correction=not args.no_flat_correction)
     print(f'fused sequence written to {out}')
     return 0

@@ -1,44 +1,86 @@
-"""``xfusion register``: estimate the HR-camera -> x4 LR grid similarity transform from simultaneous frames."""
+"""``xfusion register``: estimate the HR-camera -> x4 LR grid similarity transform from simultaneous frames.
+
+``--lr``/``--hr`` take frame files (PNG/TIFF), or frames of any camera source ``xfusion fuse`` takes,
+written ``SOURCE:N`` (frame N, counted from 0) or ``SOURCE:A-B`` (frames A to B, averaged):
+``run/HR.cih:0``, ``run/LR.cine:10-19``, ``scan.h5:/exchange/data:3``, ``frames/:0``. Camera frames
+are scaled to [0, 1] as fuse scales them (the effective bit depth; DataExchange flat/dark corrected).
+"""
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 import numpy as np
 
-from xfusion.data.sequence_io import IntensityScale, read_frame
+from xfusion.data.sequence_io import FrameStack, IntensityScale, read_frame, split_h5_spec
 from xfusion.errors import InputError
 from xfusion.registration import estimate_transform, save_transform
 
 HELP = 'estimate the HR-camera -> x4 LR grid similarity transform'
+CAMERA_ONLY = ('.cih', '.cihx', '.mraw', '.cine', '.h5', '.hdf5')  # sources that hold many frames
+_FRAMES = re.compile(r'(?P<source>.+):(?P<first>\d+)(?:-(?P<last>\d+))?')
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--lr', required=True, nargs='+', metavar='FRAME',
-                        help='LR-camera frame(s) (PNG/TIFF); several are averaged')
+                        help='LR-camera frame(s): PNG/TIFF files, or SOURCE:N / SOURCE:A-B of a camera source '
+                             '(x.cih:0, x.cine:0-9, file.h5:/exchange/data:0); several are averaged')
     parser.add_argument('--hr', required=True, nargs='+', metavar='FRAME',
                         help='HR-camera frame(s) taken at the same times; several are averaged')
     parser.add_argument('--out', required=True, metavar='FILE.json', help='where to write the transform')
+    parser.add_argument('--no-flat-correction', action='store_true', help='DataExchange sources: raw counts')
 
 
-def read_mean(paths: list[str]) -> np.ndarray:
-    """Average of frames scaled to [0, 1] by their dtype range; all must have one shape."""
-    frames = []
+def camera_frames(name: str) -> tuple[str, list[int]] | None:
+    """('SOURCE', [frames]) for 'SOURCE:N' / 'SOURCE:A-B'; None for a plain frame file."""
+    match = _FRAMES.fullmatch(name)
+    if match is None:
+        return None
+    path, _ = split_h5_spec(match['source'])
+    if not path.exists():
+        return None
+    first = int(match['first'])
+    last = int(match['last']) if match['last'] is not None else first
+    if last < first:
+        raise InputError(f'{name}: frames {first}-{last} run backwards; write SOURCE:FIRST-LAST')
+    return match['source'], list(range(first, last + 1))
+
+
+def read_frames(name: str, flat_correction: bool = True) -> list[np.ndarray]:
+    """The frames one --lr/--hr argument names, scaled to [0, 1] by a fixed range."""
+    spec = camera_frames(name)
+    if spec is not None:
+        stack = FrameStack(spec[0], flat_correction=flat_correction)
+        bad = [i for i in spec[1] if i >= len(stack)]
+        if bad:
+            raise InputError(f'{name}: frame {bad[0]} is beyond the {len(stack)} frames of {spec[0]} (counted from 0)')
+        return [stack.read_unit(i) for i in spec[1]]
+    path = Path(split_h5_spec(name)[0])
+    if not path.exists():
+        raise InputError(f'{path}: no such file')
+    if path.is_dir() or path.suffix.lower() in CAMERA_ONLY:
+        raise InputError(f'{name}: a camera source; name its frame(s): {name}:0 or {name}:0-9')
+    img = read_frame(path)
+    return [IntensityScale.for_dtype(img.dtype).to_unit(img)]
+
+
+def read_mean(paths: list[str], flat_correction: bool = True) -> np.ndarray:
+    """Average of frames scaled to [0, 1] (by their dtype range, or a camera source's fixed range); one shape."""
+    frames: list[np.ndarray] = []
     for name in paths:
-        path = Path(name)
-        if not path.is_file():
-            raise InputError(f'{path}: no such file')
-        img = read_frame(path)
-        if frames and img.shape != frames[0].shape:
-            raise InputError(f'{path}: frame is {img.shape[0]}x{img.shape[1]}, '
-                             f'{paths[0]} is {frames[0].shape[0]}x{frames[0].shape[1]}')
-        frames.append(IntensityScale.for_dtype(img.dtype).to_unit(img))
+        for img in read_frames(name, flat_correction):
+            if frames and img.shape != frames[0].shape:
+                raise InputError(f'{name}: frame is {img.shape[0]}x{img.shape[1]}, '
+                                 f'{paths[0]} is {frames[0].shape[0]}x{frames[0].shape[1]}')
+            frames.append(img)
     return np.mean(frames, axis=0)
 
 
 def run(args: argparse.Namespace) -> int:
     """Estimate the transform and write it (nothing is written on bad input)."""
-    transform = estimate_transform(read_mean(args.lr), read_mean(args.hr))
+    flat = not getattr(args, 'no_flat_correction', False)
+    transform = estimate_transform(read_mean(args.lr, flat), read_mean(args.hr, flat))
     save_transform(transform, args.out)
     t = transform
     print(f'scale {t["scale"]:.5f}, rotation {t["rotation_deg"]:+.3f} deg, shift ({t["shift_xy"][0]:+.2f}, '

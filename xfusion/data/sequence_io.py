@@ -268,9 +268,80 @@ class H5Sequence(Sequence):
         return checked_unit(self.scale.to_unit(self._dataset('hr')[self._hr_position[t]]), f'{self.path}:hr[{t}]')
 
 
+CAMERA_NAMES = ('HR', 'LR')
+
+
+def camera_files_of(folder: str | Path) -> dict[str, Path] | None:
+    """The camera files of a sequence folder by the naming rule: ``<seq>/HR.<ext>`` and ``<seq>/LR.<ext>``, one per
+    camera, ``<ext>`` one of .cih .cihx (+ .mraw), .cine, .h5 .hdf5 (DataExchange), .tif .tiff (a stack, with an
+    optional .xml/.ini of the same name). None when the folder holds no such file."""
+    from xfusion.data.camera_files import CAMERA_SUFFIXES
+    folder = Path(folder)
+    found: dict[str, list[Path]] = {name: [] for name in CAMERA_NAMES}
+    for entry in sorted(folder.iterdir()):
+        if entry.is_file() and entry.stem.upper() in found and entry.suffix.lower() in CAMERA_SUFFIXES:
+            found[entry.stem.upper()].append(entry)
+    if not any(found.values()):
+        return None
+    for name, files in found.items():
+        if len(files) > 1:
+            raise SequenceError(f'{folder}: several {name} camera files ({", ".join(p.name for p in files)}); '
+                                'keep one')
+        if not files:
+            other = next(n for n in CAMERA_NAMES if n != name)
+            raise SequenceError(f'{folder}: {found[other][0].name} but no {name} camera file '
+                                f'({name}.cih/.cihx/.cine/.h5/.tif)')
+    return {name: files[0] for name, files in found.items()}
+
+
+class CameraSequence(Sequence):
+    """A sequence folder holding one camera file per camera (``camera_files_of``): ``<seq>/HR.cih`` + ``HR.mraw``,
+    ``<seq>/LR.cine``, ``<seq>/HR.h5`` (DataExchange, flat/dark corrected), ...
+
+    Each camera keeps its own fixed intensity scale (its effective bit depth, or transmission); ``scale`` is the
+    HR camera's. HR frames are paired with LR time steps one to one when both cameras have the same number of
+    frames and no clock; by their times (``schedule_from_times``) when both files carry them.
+    """
+
+    def __init__(self, hr_spec: str | Path, lr_spec: str | Path, name: str | None = None,
+                 value_range: tuple[float, float] | None = None, flat_correction: bool = True,
+                 time_offset: float = 0.0):
+        from xfusion.schedule import schedule_from_times
+        self.hr, self.lr = FrameStack(hr_spec, value_range, flat_correction), FrameStack(lr_spec, value_range,
+                                                                                         flat_correction)
+        self.name = name or Path(hr_spec).parent.name
+        self.num_frames = len(self.lr)
+        self.lr_shape, self.hr_shape = self.lr.shape, self.hr.shape
+        self._check_pair(f'{lr_spec} (LR) vs {hr_spec} (HR)')
+        self.scale = self.hr.scale
+        self.time_match = None
+        if self.lr.times is not None and self.hr.times is not None:
+            self.time_match = schedule_from_times(self.lr.times, self.hr.times, time_offset)
+            self.hr_index = list(self.time_match.schedule.key_times)
+            self._hr_frame = dict(zip(self.hr_index, self.time_match.hr_frames))
+        elif len(self.hr) == len(self.lr):
+            self.hr_index = list(range(self.num_frames))
+            self._hr_frame = {t: t for t in self.hr_index}
+        else:
+            raise SequenceError(f'{hr_spec} has {len(self.hr)} frames but {lr_spec} has {len(self.lr)}, and not both '
+                                'carry frame times to match them; give both cameras the same frames')
+
+    def read_lr(self, t: int) -> np.ndarray:
+        return self.lr.read_unit(t)
+
+    def read_hr(self, t: int) -> np.ndarray:
+        if t not in self._hr_frame:
+            raise SequenceError(f'{self.hr.spec}: no HR frame at LR time step {t}')
+        return self.hr.read_unit(self._hr_frame[t])
+
+    def lr_path(self, t: int) -> str:
+        return self.lr.reader.where(t)
+
+
 def open_xray_root(root: str | Path, value_range: tuple[float, float] | None = None,
                    names: list[str] | None = None) -> list[Sequence]:
-    """Every sequence under an x-ray root: ``<seq>/HR`` + ``<seq>/LR`` folders and ``<seq>.h5`` files."""
+    """Every sequence under an x-ray root: ``<seq>/HR`` + ``<seq>/LR`` folders, ``<seq>/HR.<ext>`` + ``<seq>/LR.<ext>``
+    camera files (``camera_files_of``) and ``<seq>.h5`` files."""
     root = Path(root)
     if not root.is_dir():
         raise SequenceError(f'{root}: data root not found')
@@ -280,10 +351,13 @@ def open_xray_root(root: str | Path, value_range: tuple[float, float] | None = N
             continue
         if entry.is_dir() and (entry / 'HR').is_dir() and (entry / 'LR').is_dir():
             sequences.append(FolderSequence(entry / 'HR', entry / 'LR', entry.name, value_range))
+        elif entry.is_dir() and (cameras := camera_files_of(entry)) is not None:
+            sequences.append(CameraSequence(cameras['HR'], cameras['LR'], entry.name, value_range))
         elif entry.suffix.lower() in H5_SUFFIXES:
             sequences.append(H5Sequence(entry, value_range=value_range))
     if not sequences:
-        raise SequenceError(f'{root}: no sequences (expected <seq>/HR + <seq>/LR folders or <seq>.h5 files)')
+        raise SequenceError(f'{root}: no sequences (expected <seq>/HR + <seq>/LR folders, <seq>/HR.<ext> + '
+                            '<seq>/LR.<ext> camera files or <seq>.h5 files)')
     return sequences
 
 
@@ -314,81 +388,76 @@ def open_reds_clips(dataroot_gt: str | Path, dataroot_lq: str | Path, clips: lis
 
 
 class FrameStack:
-    """Frames of one camera, read one at a time: a frame folder, a multi-page TIFF or an HDF5 dataset.
+    """Frames of one camera, read one at a time: any source ``xfusion.data.camera_files`` reads.
 
-    ``spec`` is a folder, ``file.tif``, or ``file.h5:/dataset/path`` (an (N, H, W) dataset).
-    ``read(i)`` gives the stored frame (2-D, stored dtype); ``scale`` maps it to [0, 1].
+    ``spec`` is a frame folder, ``file.tif``, ``file.h5[:/dataset/path]`` (an (N, H, W) dataset, or
+    DataExchange), a Photron ``x.cih``/``x.cihx`` (+ ``x.mraw``) or a Phantom ``x.cine``. ``read(i)`` gives
+    the stored frame (2-D, stored dtype); ``scale`` maps it to [0, 1] by one fixed range: ``value_range``
+    when given, else the one the file's metadata give (the effective bit depth: 0..4095 for 12 bits in
+    16-bit words), else the dtype's. What time matching and ``xfusion info`` need: ``format``,
+    ``bit_depth``, ``frame_rate``, ``times`` (seconds from the camera's trigger, or None), ``time_source``,
+    ``flat_field``, ``range_source``, ``notes``.
     """
 
-    def __init__(self, spec: str | Path, value_range: tuple[float, float] | None = None):
+    def __init__(self, spec: str | Path, value_range: tuple[float, float] | None = None,
+                 flat_correction: bool = True):
+        from xfusion.data.camera_files import open_source  # the readers import this module
         self.spec = str(spec)
-        self.path, dataset = split_h5_spec(spec)
-        self._handle = None
-        if self.path.is_dir():
-            self.kind, self.files = 'folder', list_frames(self.path)
-            first = read_frame(self.files[0])
-            self.length, self.shape, dtype = len(self.files), first.shape, first.dtype
-        elif not self.path.exists():
-            raise SequenceError(f'{self.path}: not found')
-        elif self.path.suffix.lower() in H5_SUFFIXES:
-            import h5py
-            if not dataset:
-                raise SequenceError(f'{self.path}: give the dataset path too, e.g. {self.path}:/exchange/data')
-            self.kind, self.dataset = 'h5', dataset
-            try:
-                with h5py.File(self.path, 'r') as f:
-                    if dataset not in f:
-                        raise SequenceError(f'{self.path}: no dataset {dataset}')
-                    ds = f[dataset]
-                    if ds.ndim != 3:
-                        raise SequenceError(f'{self.path}:{dataset}: expected (frames, height, width), got {ds.shape}')
-                    self.length, self.shape, dtype = ds.shape[0], tuple(ds.shape[1:]), ds.dtype
-            except OSError as error:
-                raise SequenceError(f'{self.path}: unreadable HDF5 file ({error})') from error
-        elif self.path.suffix.lower() in ('.tif', '.tiff'):
-            self.kind = 'tiff'
-            try:
-                with tifffile.TiffFile(self.path) as tif:
-                    self.length = len(tif.pages)
-                    first = tif.pages[0].asarray()
-            except Exception as error:
-                raise SequenceError(f'{self.path}: unreadable TIFF ({error})') from error
-            if first.ndim != 2:
-                raise SequenceError(f'{self.path}: expected single-channel pages, got {first.shape}')
-            self.shape, dtype = first.shape, first.dtype
-        else:
-            raise SequenceError(f'{self.path}: expected a frame folder, a .tif stack or file.h5:/dataset')
+        self.reader = reader = open_source(spec, flat_correction)
+        self.path, self.kind, self.format = reader.path, reader.kind, reader.format
+        self.length, self.shape, self.dtype = reader.length, tuple(reader.shape), np.dtype(reader.dtype)
         if self.length == 0:
             raise SequenceError(f'{self.spec}: no frames')
-        self.dtype = np.dtype(dtype)
-        self.scale = IntensityScale.for_dtype(self.dtype, value_range)
+        self.bit_depth, self.frame_rate = reader.bit_depth, reader.frame_rate
+        self.times, self.time_source = reader.times, reader.time_source
+        self.flat_field, self.metadata_file, self.notes = reader.flat_field, reader.metadata_file, reader.notes
+        if value_range is not None:
+            self.scale, self.range_source = IntensityScale.for_dtype(self.dtype, value_range), 'given (--range)'
+        else:
+            self.scale = IntensityScale.for_dtype(self.dtype, reader.value_range)
+            self.range_source = reader.range_source
+        if value_range is None and reader.value_range is not None:
+            self._check_first_frame()
+
+    def _check_first_frame(self) -> None:
+        """Values beyond the range the metadata give mean the frames were rescaled (e.g. 12 -> 16 bits on export)."""
+        peak = float(np.max(self.read(0)))
+        if peak > self.scale.high:
+            full = np.iinfo(self.dtype).max if self.dtype.kind in 'ui' else peak
+            raise SequenceError(f'{self.reader.where(0)}: values up to {peak:g} exceed the range '
+                                f'{self.scale.low:g}..{self.scale.high:g} of its {self.range_source}; the frames '
+                                f'were rescaled: give --range 0 {full:g}')
 
     def __len__(self) -> int:
         return self.length
 
-    def _open(self):
-        if self._handle is None:
-            if self.kind == 'h5':
-                import h5py
-                self._handle = h5py.File(self.path, 'r')[self.dataset]
-            else:
-                self._handle = tifffile.TiffFile(self.path)
-        return self._handle
+    @property
+    def files(self) -> list[Path]:
+        """The frame files of a folder source."""
+        return getattr(self.reader, 'files', [])
 
     def read(self, i: int) -> np.ndarray:
         if not 0 <= i < self.length:
             raise IndexError(f'{self.spec}: frame {i} of {self.length}')
-        if self.kind == 'folder':
-            img = read_frame(self.files[i])
-            where = self.files[i]
-        elif self.kind == 'h5':
-            img, where = self._open()[i], f'{self.spec}[{i}]'
-        else:
-            img, where = self._open().pages[i].asarray(), f'{self.spec} page {i}'
+        img = self.reader.read(i)
         if img.shape != self.shape or img.dtype != self.dtype:
-            raise SequenceError(f'{where}: {img.dtype} frame of {img.shape}, the stack is {self.dtype} {self.shape}')
+            raise SequenceError(f'{self.reader.where(i)}: {img.dtype} frame of {img.shape}, the stack is '
+                                f'{self.dtype} {self.shape}')
         return img
 
     def read_unit(self, i: int) -> np.ndarray:
         """Frame i as float32 in [0, 1] (the fixed scale); NaN/Inf are an error."""
         return checked_unit(self.scale.to_unit(self.read(i)), f'{self.spec} frame {i}')
+
+    def describe(self) -> dict:
+        """What the readers see, for ``xfusion info`` and the sidecar of ``xfusion fuse``."""
+        times = self.times
+        return {
+            'source': self.spec, 'format': self.format, 'frames': self.length, 'shape': list(self.shape),
+            'dtype': str(self.dtype), 'bit_depth': self.bit_depth,
+            'intensity_range': [self.scale.low, self.scale.high], 'range_source': self.range_source,
+            'frame_rate': self.frame_rate, 'time_source': self.time_source,
+            'time_span': None if times is None else [float(times[0]), float(times[-1])],
+            'metadata_file': None if self.metadata_file is None else str(self.metadata_file),
+            'flat_field': self.flat_field, 'notes': list(self.notes),
+        }
