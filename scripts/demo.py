@@ -1,16 +1,22 @@
-"""``make demo``: the whole XFusion pipeline on built-in synthetic data, on a CPU, in about 15 minutes.
+"""``make demo``: the whole XFusion pipeline on built-in synthetic data, on a CPU, in under 20 minutes.
 
-1. synthetic data: REDS-layout clips (pretraining) and x-ray sequences with disjoint seeds for
-   train / val / test (``datasets/demo/``);
-2. pretraining of a small STF network on the REDS-layout clips, then transfer learning on the
-   synthetic x-ray training sequences (``experiments/demo_*``); the same for the LR-only
-   baseline network;
-3. ``test.py`` on the fine-tuned experiment (validation sequences; ``results/demo_finetune_xray``);
-4. ``xfusion evaluate`` on the test sequences (seeds never used in training): every method at
-   period 20, lr_sep 1, with LR photon noise b0 = 1000 (``results/demo_evaluation``).
+1. synthetic data (``datasets/demo/``): REDS-layout clips (pretraining) and x-ray sequences with
+   disjoint seeds: train (seed 1 with noisy cameras at b0 = 1000, seed 4 clean), val (seed 2) and
+   test (seed 3), val and test clean (noise is added when they are evaluated);
+2. training (``experiments/demo_*``): the EDVR-based window network (pretrained on the REDS-layout
+   clips, then transfer-learned on the x-ray sequences), the key-frame propagation network
+   (PropSTF, a segment network, on the x-ray sequences) and its LR-only variant;
+3. ``test.py`` on the fine-tuned EDVR experiment (validation sequences; ``results/demo_finetune_xray``);
+4. the choice of the recommended network: both key-frame networks on the *validation* sequences
+   (period 20, LR noise b0 = 1000); the better one becomes the method ``stf``, written to
+   ``results/demo_evaluation/checkpoints.json`` with every other trained network;
+5. ``xfusion evaluate`` on the test sequences (seeds never used in training or validation): every
+   method at period 20, lr_sep 1, LR noise b0 = 1000 (``results/demo_evaluation``).
 """
 from __future__ import annotations
 
+import csv
+import json
 import subprocess
 import sys
 import threading
@@ -64,42 +70,81 @@ def synth(kind: str, out: Path, *args: str) -> None:
          f'synth_{kind}_{out.name}')
 
 
+# the networks the demo trains: method name -> (experiment, option files in training order)
+NETWORKS = {
+    'edvrstf': ('demo_finetune_xray', ['options/demo/pretrain_reds_demo.yml', 'options/demo/finetune_xray_demo.yml']),
+    'propstf': ('demo_finetune_xray_prop', ['options/demo/finetune_xray_prop_demo.yml']),
+    'lr_only': ('demo_finetune_xray_prop_lronly', ['options/demo/finetune_xray_prop_lronly_demo.yml']),
+}
+KEY_FRAME_NETWORKS = ('edvrstf', 'propstf')  # the candidates for the recommended network
+
+
+def checkpoint(method: str) -> str:
+    return f'experiments/{NETWORKS[method][0]}/models/net_g_latest.pth'
+
+
+def mean_psnr(metrics_csv: Path) -> dict[str, float]:
+    """Mean PSNR over the non-key frames of each method in an evaluate metrics.csv."""
+    values: dict[str, list[float]] = {}
+    with open(metrics_csv) as f:
+        for row in csv.DictReader(f):
+            if row['is_key'] == 'False':
+                values.setdefault(row['method'], []).append(float(row['psnr']))
+    return {method: sum(v) / len(v) for method, v in values.items()}
+
+
 def main() -> None:
-    print('XFusion demo: synthetic data -> pretraining -> transfer learning -> test -> evaluation')
+    print('XFusion demo: synthetic data -> training -> choice on validation -> evaluation on test')
     synth('reds', DATA / 'reds', '--sequences', '6', '--frames', '30', '--hr-size', '128', '192', '--seed', '0')
     if not (DATA / 'reds' / 'train_sharp_gray').exists():
         step('gray copy of the REDS-layout clips', XFUSION + ['reds-gray', '--src', str(DATA / 'reds')], 'reds_gray')
-    # x-ray: noisy cameras for training (as in an experiment), clean test data (noise is added on the fly)
-    synth('xray', DATA / 'xray' / 'train', '--sequences', '8', '--frames', '60', '--seed', '1', '--b0', '1000')
-    synth('xray', DATA / 'xray' / 'val', '--sequences', '2', '--frames', '41', '--seed', '2', '--b0', '1000')
+    # x-ray: training sequences from noisy cameras (as in an experiment) and clean ones; clean val and
+    # test sequences (their LR noise is added when they are evaluated)
+    synth('xray', DATA / 'xray' / 'train_noisy', '--sequences', '8', '--frames', '60', '--seed', '1', '--b0', '1000')
+    synth('xray', DATA / 'xray' / 'train_clean', '--sequences', '8', '--frames', '60', '--seed', '4', '--b0', '0')
+    synth('xray', DATA / 'xray' / 'val', '--sequences', '4', '--frames', '41', '--seed', '2', '--b0', '0')
     synth('xray', DATA / 'xray' / 'test', '--sequences', '3', '--frames', '61', '--seed', '3', '--b0', '0')
 
-    train = [sys.executable, 'train.py', '-opt']
-    step('pretraining the STF network on the REDS-layout clips', train + ['options/demo/pretrain_reds_demo.yml'],
-         'pretrain_reds')
-    step('transfer learning on the synthetic x-ray sequences', train + ['options/demo/finetune_xray_demo.yml'],
-         'finetune_xray')
-    step('pretraining the LR-only baseline network', train + ['options/demo/pretrain_reds_lronly_demo.yml'],
-         'pretrain_reds_lronly')
-    step('transfer learning of the LR-only baseline', train + ['options/demo/finetune_xray_lronly_demo.yml'],
-         'finetune_xray_lronly')
+    for method, (_, option_files) in NETWORKS.items():
+        for option_file in option_files:
+            step(f'training {method}: {option_file}', [sys.executable, 'train.py', '-opt', option_file],
+                 Path(option_file).stem)
     step('test.py on the validation sequences', [sys.executable, 'test.py', '-opt',
                                                  'options/demo/finetune_xray_demo.yml'], 'test')
-    step('evaluation on the test sequences (seeds never used in training)', XFUSION + [
-        'evaluate', '--data', str(DATA / 'xray' / 'test'), '--out', str(EVALUATION),
-        '--model', 'experiments/demo_finetune_xray/models/net_g_latest.pth',
-        '--lr-only-model', 'experiments/demo_finetune_xray_lronly/models/net_g_latest.pth',
-        '--methods', 'bicubic,key_copy,temporal,bayes,lr_only,stf', '--period', '20', '--lr-sep', '1',
-        '--b0', '1000'], 'evaluate')
+
+    # the recommended network: the better key-frame network on the validation sequences
+    choice = EVALUATION.parent / 'demo_choice'
+    step('choosing the recommended network on the validation sequences', XFUSION + [
+        'evaluate', '--data', str(DATA / 'xray' / 'val'), '--out', str(choice), '--period', '20', '--b0', '1000',
+        '--methods', ','.join(KEY_FRAME_NETWORKS)] + [f'--model={m}={checkpoint(m)}' for m in KEY_FRAME_NETWORKS],
+        'choice')
+    val_psnr = mean_psnr(choice / 'metrics.csv')
+    recommended = max(KEY_FRAME_NETWORKS, key=val_psnr.get)
+    print('   validation PSNR (non-key frames): ' + ', '.join(f'{m} {v:.2f} dB' for m, v in val_psnr.items())
+          + f'; recommended: {recommended}')
+    names = {m: ('stf' if m == recommended else m) for m in NETWORKS}
+    EVALUATION.mkdir(parents=True, exist_ok=True)
+    checkpoints = {names[m]: checkpoint(m) for m in NETWORKS}
+    (EVALUATION / 'checkpoints.json').write_text(json.dumps(
+        dict(sorted(checkpoints.items(), key=lambda kv: kv[0] != 'stf')), indent=2) + '\n')
+
+    methods = ['bicubic', 'key_copy', 'temporal', 'bayes', 'stf'] + \
+        [names[m] for m in KEY_FRAME_NETWORKS if m != recommended] + ['lr_only']
+    step('evaluation on the test sequences (seeds never used in training or validation)', XFUSION + [
+        'evaluate', '--data', str(DATA / 'xray' / 'test'), '--out', str(EVALUATION), '--methods', ','.join(methods),
+        '--period', '20', '--lr-sep', '1', '--b0', '1000'] + [f'--model={n}={c}' for n, c in checkpoints.items()],
+        'evaluate')
 
     summary = (EVALUATION / 'summary.md').read_text()
+    print(f'\nRecommended network (stf): {recommended}, chosen on the validation sequences')
     print('\nNon-key frames of the test sequences (period 20, lr_sep 1, LR noise b0 = 1000):')
     print(summary.split('## All settings together, non-key frames (the headline)')[1].split('##')[0].strip())
     print('\nKey frames (the HR camera recorded them):')
     print(summary.split('## Per setting, key frames')[1].split('\n\n', 1)[1].strip())
     print(f'\nDone in {(time.time() - started) / 60:.1f} min. Outputs:')
-    print(f'  panels (bicubic | key frame | ... | STF | ground truth | |error|): {EVALUATION / "panels"}')
+    print(f'  panels (every method | ground truth | |error|): {EVALUATION / "panels"}')
     print(f'  per-frame metrics, summary, plots: {EVALUATION}/metrics.csv, summary.md, psnr.png, ssim.png, aad.png')
+    print(f'  the networks and the recommended one: {EVALUATION / "checkpoints.json"}')
     print(f'  fused validation frames and their metrics: {ROOT / "results" / "demo_finetune_xray"}')
     print(f'  checkpoints: {ROOT / "experiments"}/demo_*; logs of every step: {LOGS}')
 

@@ -125,3 +125,21 @@ def test_malformed_command_lines_end_in_one_line(reds_root, tmp_path, script, ar
     lines = [line for line in out.splitlines() if line.strip() and not line.startswith('Disable distributed')]
     assert len(lines) == 1 and lines[0].startswith(f'{script}: error: ') and message in lines[0], out
     assert not (tmp_path / 'experiments').exists()
+
+
+OPTION_FILES = sorted(str(p.relative_to(ROOT / 'options')) for p in (ROOT / 'options').rglob('*.yml'))
+
+
+@pytest.mark.parametrize('name', OPTION_FILES)
+def test_every_option_file_names_registered_parts_and_known_keys(name):
+    from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY
+
+    from xfusion.options import load_option_file
+    from xfusion.options_check import DATASET_COMMON, check_keys, check_network, check_training
+    opt = load_option_file(ROOT / 'options' / name)
+    check_network(opt)
+    check_training(opt)
+    for phase, ds in opt['datasets'].items():
+        check_keys(ds, DATASET_COMMON | DATASET_REGISTRY.get(ds['type']).option_keys, f'datasets:{phase}')
+    net_opt = dict(opt['network_g'])
+    assert isinstance(ARCH_REGISTRY.get(net_opt.pop('type'))(**net_opt), STFNetwork)

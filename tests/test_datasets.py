@@ -5,7 +5,7 @@ import pytest
 import torch
 from basicsr.data import build_dataset
 
-from helpers import reds_dataset_opt
+from helpers import moving_scene, reds_dataset_opt, write_pair_sequence
 from xfusion.camera import area_average
 from xfusion.data.reds_stf_dataset import REDSSTFDataset, validation_clips
 from xfusion.data.stf_sampling import sample_schedule
@@ -117,3 +117,28 @@ def test_datasets_pickle_for_spawned_workers(reds_root):
     ds = build_dataset(reds_dataset_opt(reds_root))
     clone = pickle.loads(pickle.dumps(ds))
     assert len(clone) == len(ds) and clone[0]['lq'].shape == (3, 1, 8, 8)
+
+
+def test_segment_samples_for_segment_networks(tmp_path):
+    root = tmp_path / 'xray'
+    for i in range(2):
+        write_pair_sequence(root / f's{i}' / 'HR', root / f's{i}' / 'LR', moving_scene(12, (32, 32), seed=i), np.uint16)
+    opt = dict(name='x', type='XraySTFDataset', phase='train', dataroot=str(root), segment=True, period_range=[3, 40],
+               num_supervised=3, gt_size=16, use_hflip=True, use_rot=True)
+    ds = build_dataset(opt)
+    assert ds.segment_length == 12  # 1 + the longest gap the sequences allow
+    random.seed(0)
+    for _ in range(20):
+        s = ds[0]
+        period = s['period']
+        assert s['lq'].shape == (12, 1, 4, 4) and s['gt'].shape == (12, 1, 16, 16)
+        assert s['key_pos'].tolist() == [0, period] and 3 <= period <= 11
+        assert torch.equal(s['hq'], s['gt'][s['key_pos']])
+        assert s['out_pos'].min() >= 0 and s['out_pos'].max() <= period and len(set(s['out_pos'].tolist())) == 3
+        assert all(torch.equal(s['gt'][i], s['gt'][period]) for i in range(period, 12))  # padded by the last frame
+        # the LR frames are the HR frames' area averages, cropped and flipped alike
+        assert torch.allclose(s['lq'][:, 0], torch.nn.functional.avg_pool2d(s['gt'], 4)[:, 0], atol=2 / 65535 + 1e-6)
+    single = build_dataset(dict(opt, single_key_prob=1.0))[0]
+    assert single['key_pos'][0] == single['key_pos'][1]
+    lr_only = build_dataset(dict(opt, num_frame_hi=0))[0]
+    assert lr_only['hq'].shape[0] == 0 and lr_only['key_pos'].numel() == 0

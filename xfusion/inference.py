@@ -1,12 +1,18 @@
 """Sequence inference: run an STF network over every time step of a sequence.
 
-A sliding window sees each LR frame in 2r+1 windows and each key frame in D windows. With
-``cached=True`` every frame is encoded once (the network's ``encode``) and its features are
-reused in every window (``decode``), which gives the same output as the per-window forward.
-Time steps can be decoded in batches, under autocast (bf16 / fp16), with no host-device
-copies inside the loop other than one frame in and one frame out.
+Window networks: a sliding window sees each LR frame in 2r+1 windows and each key frame in D
+windows. With ``cached=True`` every frame is encoded once (the network's ``encode``) and its
+features are reused in every window (``decode``), which gives the same output as the per-window
+forward.
 
-Used by ``test.py`` (validation), ``xfusion evaluate`` and ``xfusion fuse``.
+Segment networks: the sequence is cut at its key frames (``KeySchedule.segments``); each segment
+(its LR frames, the key frames at its ends, ``context`` LR frames beyond) is propagated once and its
+time steps decoded in batches. Only one segment is held at a time, so memory grows with the
+key-frame period, never with the length of the sequence.
+
+Time steps are decoded in batches, under autocast (bf16 / fp16), with no host-device copies
+inside the loop other than frames in and frames out. Used by ``test.py`` (validation),
+``xfusion evaluate``, ``xfusion fuse`` and ``xfusion bench``.
 """
 from __future__ import annotations
 
@@ -78,6 +84,9 @@ class SequenceInference:
 
     def run(self, source: FrameSource, times: list[int] | None = None) -> Iterator[tuple[int, torch.Tensor]]:
         times = list(range(source.num_frames)) if times is None else sorted(times)
+        if self.net.kind == 'segment':
+            yield from self._run_segments(source, times)
+            return
         for start in range(0, len(times), self.batch):
             chunk = times[start:start + self.batch]
             # the grad/autocast modes are thread state: enter them per step, never across a yield,
@@ -86,6 +95,31 @@ class SequenceInference:
                 out = self._cached_step(source, chunk) if self.cached else self._window_step(source, chunk)
                 out = out.float().cpu()
             yield from zip(chunk, out.clone())  # a normal tensor: callers may modify it
+
+    # ---- segment networks: one segment at a time --------------------------------------------
+    def _run_segments(self, source: FrameSource, times: list[int]) -> Iterator[tuple[int, torch.Tensor]]:
+        wanted = set(times)
+        context, last = getattr(self.net, 'context', 0), source.num_frames - 1
+        for start, stop in source.schedule.segments():
+            outputs = [t for t in range(start, stop) if t in wanted]
+            if not outputs:
+                continue
+            first, end = max(start - context, 0), min(stop + context, last)  # frames read: the segment, its end key
+            keys = [k for k in source.schedule.key_times if start <= k <= min(stop, last)]
+            with torch.inference_mode(), autocast_for(self.device, self.precision):
+                lq = torch.stack([self._to_device(source.read_lr(i)) for i in range(first, end + 1)])[None]
+                hq = key_pos = None
+                if self.uses_keys:
+                    hq = torch.stack([self._to_device(source.read_key(k)) for k in keys])[None]
+                    key_pos = torch.tensor([[k - first for k in keys]], device=self.device)
+                state = self.net.propagate(lq, hq, key_pos)
+            for i in range(0, len(outputs), self.batch):
+                chunk = outputs[i:i + self.batch]
+                with torch.inference_mode(), autocast_for(self.device, self.precision):
+                    pos = torch.tensor([[t - first for t in chunk]], device=self.device)
+                    out = self.net.decode(state, pos)[0].float().cpu()
+                yield from zip(chunk, out.clone())
+            del state
 
     # ---- per-window: the plain forward on each window --------------------------------------
     def _window_step(self, source: FrameSource, chunk: list[int]) -> torch.Tensor:

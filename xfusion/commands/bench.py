@@ -15,6 +15,7 @@ encoded once). Training cases time optimizer steps of STFModel on random patches
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import platform
@@ -47,14 +48,27 @@ def options_for(case: dict) -> dict:
     return load_option_file(case['opt'])
 
 
-def network_for(case: dict) -> torch.nn.Module:
-    from basicsr.archs import build_network
+def network_options(case: dict) -> dict:
+    """network_g of the case's option file, with the case's encoder and deformable convolution."""
     net_opt = dict(options_for(case)['network_g'])
     if case.get('encoder'):
         net_opt['hr_encoder'] = case['encoder']
-    net_opt['fast_deform_conv'] = case.get('dcn', 'grid_sample') == 'grid_sample'
+    if 'fast_deform_conv' in inspect.signature(network_class(net_opt)).parameters:
+        net_opt['fast_deform_conv'] = case.get('dcn', 'grid_sample') == 'grid_sample'
+    return net_opt
+
+
+def network_class(net_opt: dict) -> type:
+    from basicsr.utils.registry import ARCH_REGISTRY
+
+    import xfusion  # noqa: F401  (registers the networks)
+    return ARCH_REGISTRY.get(net_opt['type'])
+
+
+def network_for(case: dict) -> torch.nn.Module:
+    from basicsr.archs import build_network
     torch.manual_seed(0)
-    return build_network(net_opt)
+    return build_network(network_options(case))
 
 
 def sync(device: torch.device) -> None:
@@ -76,9 +90,9 @@ def time_inference(case: dict) -> dict:
     inference = SequenceInference(net, device, cached=case['mode'] == 'cached', batch=case.get('batch', 1),
                                   precision=case['precision'], compile=case.get('compile', False),
                                   channels_last=case.get('channels_last', False))
-    # cached: one key-frame period (every LR frame and one key frame per period encoded: the steady
-    # state of a long sequence), amortised per output frame; per-window: one window
-    times = list(range(PERIOD)) if case['mode'] == 'cached' else [PERIOD // 2]
+    # cached and segment: one key-frame period (every LR frame and one key frame per period encoded: the
+    # steady state of a long sequence), amortised per output frame; per-window: one window
+    times = [PERIOD // 2] if case['mode'] == 'per_window' else list(range(PERIOD))
     for _ in inference.run(source, times[:2]):  # warm-up
         pass
     seconds = []
@@ -97,7 +111,7 @@ def time_training(case: dict) -> dict:
     from basicsr.models import build_model
     opt = options_for(case)
     device = torch.device(case['device'])
-    net_opt = dict(opt['network_g'], fast_deform_conv=case.get('dcn', 'grid_sample') == 'grid_sample')
+    net_opt = network_options(case)
     train = dict(opt.get('train') or DEFAULT_TRAIN)
     train.pop('tsa_iter', None)  # time the full network, as after the TSA-only warm start
     model_opt = dict(name='bench', model_type='STFModel', num_gpu=1 if device.type == 'cuda' else 0, dist=False,
@@ -106,11 +120,20 @@ def time_training(case: dict) -> dict:
     patch = case['patch']
     b = case['batch']
     gen = torch.Generator().manual_seed(0)
-    num_lr, num_hi = net_opt.get('num_frame', 3), net_opt.get('num_frame_hi', 2)
-    data = {'lq': torch.rand(b, num_lr, 1, patch // 4, patch // 4, generator=gen),
-            'hq': torch.rand(b, num_hi, 1, patch, patch, generator=gen),
-            'gt': torch.rand(b, 1, patch, patch, generator=gen),
-            'key_weights': torch.full((b, num_hi), 1 / max(num_hi, 1))}
+    num_hi = net_opt.get('num_frame_hi', 2)
+    if network_class(net_opt).kind == 'segment':  # a segment of one period, as the training datasets give it
+        n = PERIOD + 1
+        data = {'lq': torch.rand(b, n, 1, patch // 4, patch // 4, generator=gen),
+                'hq': torch.rand(b, num_hi, 1, patch, patch, generator=gen),
+                'gt': torch.rand(b, n, 1, patch, patch, generator=gen),
+                'key_pos': torch.tensor([[0, n - 1][:num_hi]] * b),
+                'out_pos': torch.randint(0, n, (b, 4), generator=gen)}
+    else:
+        num_lr = net_opt.get('num_frame', 3)
+        data = {'lq': torch.rand(b, num_lr, 1, patch // 4, patch // 4, generator=gen),
+                'hq': torch.rand(b, num_hi, 1, patch, patch, generator=gen),
+                'gt': torch.rand(b, 1, patch, patch, generator=gen),
+                'key_weights': torch.full((b, num_hi), 1 / max(num_hi, 1))}
     seconds = []
     for it in range(1 + case['repeats']):  # the first is the warm-up
         sync(device)
@@ -141,7 +164,7 @@ def cases_for(device: str, quick: bool, threads: int, option_files: list[str] | 
     sizes = [[100, 256]] if quick else [[100, 256], [256, 256]]
     cases = default_cases(cuda, quick, sizes) if not option_files else [
         dict(network=Path(f).stem, opt=str(f), lr_size=size, mode=mode, precision='fp32')
-        for f in option_files for size in sizes for mode in ('per_window', 'cached')] + [
+        for f in option_files for size in sizes for mode in inference_modes(load_option_file(f))] + [
         dict(network=Path(f).stem, opt=str(f), mode='train', patch=64, batch=8, precision='fp32')
         for f in option_files]
     unique = []
@@ -155,6 +178,11 @@ def cases_for(device: str, quick: bool, threads: int, option_files: list[str] | 
         if case not in unique:
             unique.append(case)
     return unique
+
+
+def inference_modes(opt: dict) -> tuple[str, ...]:
+    """Window networks: per-window and cached inference; segment networks: segment inference."""
+    return ('segment',) if network_class(opt['network_g']).kind == 'segment' else ('per_window', 'cached')
 
 
 def default_cases(cuda: bool, quick: bool, sizes: list[list[int]]) -> list[dict]:

@@ -32,6 +32,7 @@ from xfusion.errors import InputError
 
 SS = 2  # supersampling of the HR grid: objects are evaluated at sub-pixel positions, so motion is smooth
 PAD = 6  # HR pixels rendered around the field of view, so that propagation and blur see content at the borders
+SUBFRAMES = 3  # instants averaged over the exposure of a motion-blurred frame
 FLAT_UNIT = 0.8  # stored value (fraction of the dtype range) of intensity 1 = the flat field; fixed for all frames
 
 
@@ -587,21 +588,28 @@ class Scene:
             background = str(rng.choice(['porous', 'composite']))
         else:
             background = str(rng.choice(['powder_bed', 'porous', 'composite']))
-        # global motion (the whole sample translating a few px/frame, bounded) or a slow thermal drift
-        self.global_motion = bool(rng.random() < 1 / 3)
-        t = np.arange(frames)[:, None]
-        if self.global_motion:
-            speed, period = rng.uniform(1.5, 4.0), rng.uniform(30, 70)
-            amp = speed * period / (2 * np.pi)
-            angle, phase = rng.uniform(0, 2 * np.pi), rng.uniform(0, 2 * np.pi)
-            direction = np.array([[math.sin(angle), math.cos(angle)]])
-            self.offset = amp * (np.sin(2 * np.pi * t / period + phase) - math.sin(phase)) * direction
-            motion = dict(peak_speed_px_per_frame=speed, period_frames=period, amplitude_px=amp, angle_rad=angle)
+        # global motion: the whole sample translating at 2-4 px/frame (reversing now and then, so that it
+        # stays in view), or oscillating, or a slow thermal drift
+        kind = str(rng.choice(['translating', 'oscillating', 'drift'], p=[0.25, 0.2, 0.55]))
+        self.global_motion = kind != 'drift'
+        angle = rng.uniform(0, 2 * np.pi)
+        self.direction = np.array([math.sin(angle), math.cos(angle)])
+        if kind == 'translating':
+            self.speed, self.turn = rng.uniform(2.0, 4.0), rng.uniform(10, 25)  # px/frame, frames between turns
+            motion = dict(kind=kind, speed_px_per_frame=self.speed, frames_between_turns=self.turn, angle_rad=angle)
+        elif kind == 'oscillating':
+            speed, self.period, self.phase = rng.uniform(1.5, 4.0), rng.uniform(30, 70), rng.uniform(0, 2 * np.pi)
+            self.amplitude = speed * self.period / (2 * np.pi)
+            motion = dict(kind=kind, peak_speed_px_per_frame=speed, period_frames=self.period,
+                          amplitude_px=self.amplitude, angle_rad=angle)
         else:
-            velocity = rng.normal(0, 0.01, 2) * (rng.random() < 0.5)  # half static, half a slow thermal drift
-            self.offset = t * velocity[None, :]
-            motion = dict(drift_px_per_frame=velocity)
+            self.velocity = rng.normal(0, 0.01, 2) * (rng.random() < 0.5)  # half static, half a slow drift
+            motion = dict(kind=kind, drift_px_per_frame=self.velocity)
+        self.motion_kind = kind
         self.motion_params = motion
+        # motion blur: half the sequences integrate over part of the frame interval (both cameras alike)
+        self.exposure = float(rng.uniform(0.3, 0.9)) if rng.random() < 0.5 else 0.0
+        self.offset = np.stack([self.offset_at(t) for t in np.arange(-0.5, frames, 0.25)])  # for the margin
         margin = int(math.ceil(np.abs(self.offset).max())) + 2
         self.margin = margin
         self.sample = Sample(rng, background, hr_size, margin)
@@ -636,9 +644,26 @@ class Scene:
         fy, fx = np.arange(ny)[:, None] / (2 * ny), np.arange(nx)[None, :] / (2 * nx)  # cycles per sample
         self.transfer = np.exp(-1j * np.pi * (self.fresnel * SS) ** 2 * (fy ** 2 + fx ** 2)).astype(np.complex64)
 
+    def offset_at(self, t: float) -> np.ndarray:
+        """(dy, dx) displacement of the sample at time t (frames, may be fractional)."""
+        if self.motion_kind == 'translating':  # a triangle wave: constant speed, turning every self.turn frames
+            phase = (t / self.turn) % 2.0
+            return self.speed * self.turn * (phase if phase <= 1 else 2 - phase) * self.direction
+        if self.motion_kind == 'oscillating':
+            return self.amplitude * (math.sin(2 * np.pi * t / self.period + self.phase) - math.sin(self.phase)) \
+                * self.direction
+        return t * self.velocity
+
     def frame(self, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """Clean (HR, LR) intensity of frame t, integrated over the exposure (SUBFRAMES instants) when there is one."""
+        if self.exposure == 0:
+            return self._instant(t, t)
+        frames = [self._instant(t + self.exposure * (k / (SUBFRAMES - 1) - 0.5), t) for k in range(SUBFRAMES)]
+        return tuple(np.mean([f[i] for f in frames], axis=0) for i in range(2))
+
+    def _instant(self, t: float, frame: int) -> tuple[np.ndarray, np.ndarray]:
         h, w = self.hr_size
-        oy, ox = self.offset[t]
+        oy, ox = self.offset_at(t)
         grid = Grid(-PAD - 0.5 + 0.5 / SS + oy, -PAD - 0.5 + 0.5 / SS + ox, (h + 2 * PAD) * SS, (w + 2 * PAD) * SS)
         # the sample (and everything fixed to it) moved by the offset: a sub-pixel translation of the canvas
         shift = np.float32([[1, 0, (self.margin + ox) * SS], [0, 1, (self.margin + oy) * SS]])
@@ -659,7 +684,7 @@ class Scene:
         wave = np.exp(-0.5 * proj.a - 1j * proj.phi).astype(np.complex64)
         wave = sfft.idctn(sfft.dctn(wave, norm='ortho') * self.transfer, norm='ortho')
         intensity = (wave.real ** 2 + wave.imag ** 2).astype(np.float32)
-        intensity *= self.beam.field(grid.ys - oy, grid.xs - ox, t)
+        intensity *= self.beam.field(grid.ys - oy, grid.xs - ox, frame)
         # detectors: PSF, then pixel integration; the LR camera has the wider PSF and 4x4 larger pixels
         crop = np.s_[PAD * SS:(PAD + h) * SS, PAD * SS:(PAD + w) * SS]
         hr = area_average(blur(intensity, self.psf_hr * SS)[crop], SS)
@@ -669,7 +694,7 @@ class Scene:
     def meta(self) -> dict:
         return dict(background=self.sample.params, motions=[e.params for e in self.events],
                     motion_kinds=[e.kind for e in self.events], global_motion=self.global_motion,
-                    sample_motion=self.motion_params, beam=self.beam.params,
+                    sample_motion=self.motion_params, exposure_fraction=self.exposure, beam=self.beam.params,
                     optics=dict(supersampling=SS, fresnel_length_px=self.fresnel, psf_sigma_hr_px=self.psf_hr,
                                 psf_sigma_lr_camera_in_hr_px=self.psf_lr))
 

@@ -1,0 +1,180 @@
+"""The key-frame propagation family (PropSTF, a segment network), its classical inputs and segment inference."""
+import csv
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from scipy.ndimage import gaussian_filter
+
+from helpers import moving_scene, run_script, training_options, workspace, write_pair_sequence
+from xfusion.archs import classical
+from xfusion.archs.propstf_arch import PropSTF
+from xfusion.baselines import bayes, estimate_noise_var, estimate_noise_var_temporal, temporal
+from xfusion.camera import area_average
+from xfusion.data.sequence_io import read_frame
+from xfusion.inference import SequenceInference
+from xfusion.schedule import FrameSource, KeySchedule
+
+
+def small(**kwargs):
+    torch.manual_seed(0)
+    return PropSTF(**{**dict(num_feat=8, flow_feat=8, num_feat_up=8), **kwargs}).eval()
+
+
+def perturbed(net):
+    """Random (non-zero) weights everywhere, so that no path is trivially zero (flows, residual, blend)."""
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return net
+
+
+def scene(frames=11, size=(8, 12), seed=0):
+    rng = np.random.default_rng(seed)
+    hr = gaussian_filter(rng.random((frames, size[0] * 4, size[1] * 4)), (0, 1.5, 1.5)).astype(np.float32)
+    return area_average(hr).astype(np.float32), hr
+
+
+def test_shapes_and_the_lr_only_variant():
+    lr, hr = scene()
+    lq, hq = torch.from_numpy(lr)[None, :, None], torch.from_numpy(hr[[0, 10]])[None, :, None]
+    net = small()
+    assert net.kind == 'segment' and net.uses_keys and net.scale == 4
+    with torch.no_grad():
+        out = net(lq, hq, torch.tensor([[0, 10]]), torch.tensor([[1, 5, 9]]))
+        assert out.shape == (1, 3, 1, 32, 48)
+        lr_only = small(num_frame_hi=0, context=2)
+        assert not lr_only.uses_keys and not any('_hi' in k for k in lr_only.state_dict())
+        assert lr_only(lq).shape == (1, 11, 1, 32, 48)
+    with pytest.raises(ValueError, match='key_pos'):
+        net(lq, hq, torch.tensor([[0, 11]]))
+
+
+def test_at_the_start_the_flows_are_zero_and_a_key_frame_warps_to_itself():
+    lr, hr = scene()
+    lq, hq = torch.from_numpy(lr)[None, :, None], torch.from_numpy(hr[[0, 10]])[None, :, None]
+    net = small()
+    with torch.no_grad():
+        out, aux = net(lq, hq, torch.tensor([[0, 10]]), torch.tensor([[0, 4, 10]]), return_aux=True)
+    assert aux['flows'].abs().max() == 0
+    assert torch.allclose(aux['key0'][0, 0], hq[0, 0], atol=1e-5)
+    assert torch.allclose(aux['key1'][0, 2], hq[0, 1], atol=1e-5)
+    assert set(aux) >= {'key0', 'key1', 'bayes', 'bayes_warped', 'temporal', 'lr'}
+
+
+def test_a_padded_segment_gives_what_the_unpadded_one_gives():
+    # training pads segments of a batch to one length: the padding must not leak into the positions before it
+    lr, hr = scene(frames=8)
+    net = perturbed(small())
+    lq = torch.from_numpy(lr)[None, :, None]
+    hq = torch.from_numpy(hr[[0, 7]])[None, :, None]
+    padded = torch.cat([lq, lq[:, -1:].expand(1, 3, -1, -1, -1)], 1)  # positions 8..10 repeat frame 7
+    pos = torch.arange(8)[None]
+    with torch.no_grad():
+        plain = net(lq, hq, torch.tensor([[0, 7]]), pos)
+        both = net(torch.cat([padded, padded]), torch.cat([hq, hq]), torch.tensor([[0, 7], [0, 7]]),
+                   torch.cat([pos, pos]))
+    assert (both[0] - plain[0]).abs().max() < 1e-5
+
+
+def test_one_key_frame_at_either_end():
+    lr, hr = scene(frames=6)
+    net = perturbed(small())
+    lq = torch.from_numpy(lr)[None, :, None]
+    for pos in (0, 5):
+        hq = torch.from_numpy(hr[[pos, pos]])[None, :, None]
+        with torch.no_grad():
+            out = net(lq, hq, torch.tensor([[pos, pos]]))
+        assert out.shape == (1, 6, 1, 32, 48) and torch.isfinite(out).all()
+
+
+def test_segment_inference_runs_each_segment_once_and_matches_the_forward():
+    lr, hr = scene(frames=23)
+    net = perturbed(small())
+    reads = []
+    source = FrameSource(lambda t: reads.append(t) or lr[t], lambda k: hr[k], KeySchedule.every(5, 23, offset=2), 1)
+    out = list(SequenceInference(net, batch=3).run(source))
+    assert [t for t, _ in out] == list(range(23)) and out[0][1].shape == (1, 32, 48)
+    # memory is bounded by the period: each LR frame is read once, a segment's end key frame twice
+    assert max(reads.count(t) for t in set(reads)) == 2 and len(reads) == 23 + len(source.schedule.key_times)
+    lq = torch.from_numpy(lr[7:13])[None, :, None]  # the segment [7, 12): key frames at 7 and 12
+    with torch.no_grad():
+        full = net(lq, torch.from_numpy(hr[[7, 12]])[None, :, None], torch.tensor([[0, 5]]))
+    assert (full[0, 3] - dict(out)[10]).abs().max() < 1e-5
+    some = dict(SequenceInference(net).run(source, times=[3, 16]))
+    assert sorted(some) == [3, 16] and (some[16] - dict(out)[16]).abs().max() < 1e-5
+    lr_only = perturbed(small(num_frame_hi=0, context=2))
+    assert len(list(SequenceInference(lr_only, batch=4).run(source))) == 23
+
+
+def test_a_few_training_steps_lower_the_loss():
+    lr, hr = scene(frames=9)
+    net = small().train()
+    lq, gt = torch.from_numpy(lr)[None, :, None], torch.from_numpy(hr)[None, :, None]
+    key_pos, out_pos = torch.tensor([[0, 8]]), torch.tensor([[2, 4, 6]])
+    optimizer = torch.optim.Adam(net.parameters(), 2e-3)
+    losses = []
+    for _ in range(25):
+        loss = (net(lq, gt[:, [0, 8]], key_pos, out_pos) - gt[:, [2, 4, 6]]).abs().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.8 * losses[0]
+
+
+def test_the_torch_classical_estimates_equal_the_baselines_inside_the_frame():
+    rng = np.random.default_rng(0)
+    hr = np.stack([gaussian_filter(rng.random((160, 160)), 1.5) for _ in range(3)])
+    hr[1] = np.roll(hr[0], 2, axis=1) * 0.9 + 0.05
+    lr = area_average(hr) + rng.normal(0, 0.01, (3, 40, 40))
+    lq, hq, lq_key = lr[[1, 1, 1]].astype(np.float32), hr[[0, 2]].astype(np.float32), lr[[0, 2]].astype(np.float32)
+    weights = np.array([0.5, 0.5], np.float32)
+    inner = np.s_[28:-28, 28:-28]  # two 7-pixel box means: borders differ (replicated here, mirrored there)
+    t = [torch.from_numpy(a)[None] for a in (lq[1][None], hq, lq_key, weights)]
+    assert np.abs(classical.temporal(*t)[0, 0].numpy() - temporal(lq, hq, lq_key, weights, 1))[inner].max() < 1e-5
+    fixed = dict(sigma_n2=1e-4)
+    np_bayes = bayes(lq, hq, lq_key, weights, 1, **fixed)
+    torch_bayes = classical.bayes(*t, sigma_n2=torch.tensor([1e-4]))[0, 0].numpy()
+    assert np.abs(np_bayes - torch_bayes)[inner].max() < 1e-4
+    y = lq[1].astype(np.float64)  # the same robust noise estimate (medians of even counts differ a little)
+    expected = min(estimate_noise_var(y), estimate_noise_var_temporal(y, lq_key))
+    assert float(classical.noise_variance(t[0], t[2])[0]) == pytest.approx(expected, rel=0.05)
+
+
+@pytest.mark.slow
+def test_train_validate_fuse_and_evaluate_a_segment_network(reds_root, tmp_path):
+    opt = training_options(reds_root, **{'train:total_iter': 2, 'val:val_freq': 2})
+    opt['network_g'] = dict(type='PropSTF', num_feat=8, flow_feat=8, num_feat_up=8)
+    opt['datasets']['train'].update(segment=True, period_range=[2, 8], num_supervised=2)
+    del opt['datasets']['train']['lr_sep']
+    opt['train']['warp_opt'] = opt['train']['flow_opt'] = {'type': 'CharbonnierLoss', 'loss_weight': 0.1}
+    workspace(tmp_path, opt)
+    out = run_script(tmp_path, 'train.py', '-opt', 'e2e.yml')
+    assert 'l_flow' in out and 'l_warp' in out and 'Validation val' in out
+    out = run_script(tmp_path, 'test.py', '-opt', 'e2e.yml')
+    with open(tmp_path / 'results' / 'e2e' / 'visualization' / 'val' / 'metrics.csv') as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 12 and all(float(r['psnr']) > 10 for r in rows)
+    ckpt = tmp_path / 'experiments' / 'e2e' / 'models' / 'net_g_latest.pth'
+    clip = '001'
+    (tmp_path / 'hr').mkdir()
+    for i, frame in enumerate(sorted((reds_root / 'train_sharp_gray' / clip).iterdir())):
+        if i % 4 == 0:
+            shutil.copy(frame, tmp_path / 'hr' / frame.name)
+    run_script(tmp_path, '-m', 'xfusion', 'fuse', '--lr', str(reds_root / 'train_sharp_bicubic_gray' / 'X4' / clip),
+               '--hr', str(tmp_path / 'hr'), '--period', '4', '--model', str(ckpt), '--out', str(tmp_path / 'fused'),
+               '--tile', '8', '--overlap', '2', '--batch', '3')
+    fused = sorted((tmp_path / 'fused').glob('*.tif'))
+    assert len(fused) == 12
+    key = read_frame(fused[4]).astype(np.float32) / 255
+    truth = read_frame(sorted((reds_root / 'train_sharp_gray' / clip).iterdir())[4]).astype(np.float32) / 255
+    assert np.abs(key - truth).mean() < 0.05  # at a key frame the base reproduces the recorded frame
+    xray = tmp_path / 'xray'
+    write_pair_sequence(xray / 's' / 'HR', xray / 's' / 'LR', moving_scene(9, (32, 32)), np.uint16)
+    run_script(tmp_path, '-m', 'xfusion', 'evaluate', '--data', str(xray), '--out', str(tmp_path / 'eval'),
+               '--model', f'prop={ckpt}', '--methods', 'bayes,prop', '--period', '4')
+    with open(tmp_path / 'eval' / 'metrics.csv') as f:
+        assert {r['method'] for r in csv.DictReader(f)} == {'bayes', 'prop'}

@@ -1,0 +1,86 @@
+"""The classical estimates of ``xfusion.baselines`` in torch, batched, on the network's device: inputs of networks.
+
+A network may start from what classical fusion knows (``bayes``: Bayesian MAP fusion after Xue,
+Leung & Fung 2017; ``temporal``: STARFM-like temporal-change fusion; their equations are in
+``xfusion/baselines/bayes.py`` and ``temporal.py``). These are the same estimators, written for
+batches of tensors so that they run inside a network's forward pass; the numpy baselines stay
+what the comparison uses. Two differences: local means replicate the border instead of
+mirroring it, and everything runs in float32 (autocast is switched off here: covariances of
+intensities near 0.5 do not survive bf16).
+
+Shapes: ``y`` (B, 1, h, w) the LR frame at t; ``hq`` (B, 2, H, W) the key frames; ``lq_key`` (B, 2, h, w)
+the LR frames at the key times; ``key_weights`` (B, 2) their temporal closeness.
+"""
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+_IMMERKAER = torch.tensor([[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]])
+
+
+def box_mean(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Local mean over size x size windows (borders replicated) of (B, C, h, w)."""
+    p = size // 2
+    return F.avg_pool2d(F.pad(x, (p, p, p, p), mode='replicate'), size, stride=1)
+
+
+def noise_variance(y: torch.Tensor, lq_key: torch.Tensor) -> torch.Tensor:
+    """(B,) LR noise variance: the smaller of Immerkaer's robust estimate on y and the one from y's change
+    since the key frames (as ``xfusion.baselines.bayes``); key frames equal to y are left out."""
+    b = y.shape[0]
+    resp = F.conv2d(y, _IMMERKAER.to(y)[None, None])
+    spatial = (resp.abs().flatten(1).median(dim=1).values / 0.6745 / 6.0) ** 2
+    diff = (y - lq_key).abs()  # (B, 2, h, w)
+    same = diff.flatten(2).amax(dim=2) == 0  # (B, 2): the key frame is y itself
+    diff = torch.where(same[:, :, None, None], torch.full_like(diff, float('nan')), diff)
+    temporal = (diff.reshape(b, -1).nanmedian(dim=1).values / 0.6745 / 2 ** 0.5) ** 2
+    return torch.where(torch.isnan(temporal), spatial, torch.minimum(spatial, temporal))
+
+
+def bayes(y: torch.Tensor, hq: torch.Tensor, lq_key: torch.Tensor, key_weights: torch.Tensor,
+          sigma_n2: torch.Tensor | None = None, window: int = 7, reg: float = 1e-3,
+          var_floor: float = 1e-8) -> torch.Tensor:
+    """(B, 1, H, W) MAP estimate at t (``xfusion.baselines.bayes.bayes``, batched)."""
+    with torch.autocast(y.device.type, enabled=False):
+        y, hq, lq_key, key_weights = (x.float() for x in (y, hq, lq_key, key_weights))
+        scale = hq.shape[-1] // y.shape[-1]
+        if sigma_n2 is None:
+            sigma_n2 = noise_variance(y, lq_key)
+        s2 = sigma_n2.float().reshape(-1, 1, 1, 1)
+        u, v = lq_key[:, :1], lq_key[:, 1:]
+        means = box_mean(torch.cat([u, v, y], 1), window)
+        m_u, m_v, m_y = means[:, :1], means[:, 1:2], means[:, 2:]
+        products = box_mean(torch.cat([u * u, u * v, v * v, u * y, v * y, y * y], 1), window)
+        c_uu, c_uv, c_vv, c_uy, c_vy, c_yy = (products[:, i:i + 1] - p * q for i, (p, q) in enumerate(
+            ((m_u, m_u), (m_u, m_v), (m_v, m_v), (m_u, m_y), (m_v, m_y), (m_y, m_y))))
+        w0, w1 = key_weights[:, :1, None, None], key_weights[:, 1:, None, None]
+        # ridge toward the temporal blend (w0, w1), as in the numpy baseline
+        g00, g01, g11 = c_uu + reg, c_uv, c_vv + reg
+        r0, r1 = c_uy + reg * w0, c_vy + reg * w1
+        det = g00 * g11 - g01 * g01
+        a = (g11 * r0 - g01 * r1) / det
+        b = (g00 * r1 - g01 * r0) / det
+        c = m_y - a * m_u - b * m_v
+        res = c_yy - 2 * a * c_uy - 2 * b * c_vy + a * a * c_uu + 2 * a * b * c_uv + b * b * c_vv
+        misfit = torch.clamp(res - s2 * (1 + a * a + b * b), min=var_floor)
+        maps = F.interpolate(box_mean(torch.cat([a, b, c, misfit], 1), window), scale_factor=scale,
+                             mode='bilinear', align_corners=False)
+        mu = maps[:, :1] * hq[:, :1] + maps[:, 1:2] * hq[:, 1:] + maps[:, 2:3]
+        var = maps[:, 3:]
+        gain = (y - F.avg_pool2d(mu, scale)) / (F.avg_pool2d(var, scale) + s2)
+        return mu + var * F.interpolate(gain, scale_factor=scale, mode='nearest')
+
+
+def temporal(y: torch.Tensor, hq: torch.Tensor, lq_key: torch.Tensor, key_weights: torch.Tensor,
+             window: int = 5, eps: float = 1e-3) -> torch.Tensor:
+    """(B, 1, H, W) STARFM-like estimate at t (``xfusion.baselines.temporal.temporal``, batched)."""
+    with torch.autocast(y.device.type, enabled=False):
+        y, hq, lq_key, key_weights = (x.float() for x in (y, hq, lq_key, key_weights))
+        scale = hq.shape[-1] // y.shape[-1]
+        diff = y - lq_key  # (B, 2, h, w): the LR change since each key frame
+        pred = hq + F.interpolate(diff, scale_factor=scale, mode='bicubic', align_corners=False)
+        weight = key_weights[:, :, None, None] / (box_mean(diff.abs(), window) + eps)
+        weight = F.interpolate(weight / weight.sum(dim=1, keepdim=True), scale_factor=scale, mode='bilinear',
+                               align_corners=False)
+        return (weight * pred).sum(dim=1, keepdim=True)
