@@ -22,7 +22,10 @@ def test_quick_bench_covers_both_modes_and_encoders_of_the_paper_network():
     assert {('pool', 'per_window'), ('pool', 'cached'), ('unshuffle', 'per_window'), ('unshuffle', 'cached')} <= paper
     assert any(c['mode'] == 'train' and c['network'] == 'edvr-demo' for c in cases)
     assert len({case_key(c) for c in cases}) == len(cases)
-    assert all(os.path.isfile(c['opt']) and c['family'] in ('EDVRSTF', 'SwinSTF') for c in cases)
+    assert all(os.path.isfile(c['opt']) and c['family'] in ('EDVRSTF', 'SwinSTF', 'PropSTF') for c in cases)
+    # the segment family at paper and demo scale, beside the paper window network at the same size
+    assert {(c['network'], c['mode']) for c in cases if c['family'] == 'PropSTF' and c.get('lr_size') == [100, 256]} \
+        == {('prop-paper', 'segment'), ('prop-demo', 'segment')}
 
 
 def test_option_files_choose_the_networks(tmp_path):
@@ -58,6 +61,21 @@ def test_full_bench_times_the_fast_paths_against_plain_cached_inference():
         {(False, False), (True, False), (False, True)}
     assert {tuple(c['lr_size']) for c in cases if c['network'] == 'edvr-paper' and c['mode'] != 'train'} >= \
         {(100, 256), (256, 256)}
+
+
+def test_a_segment_network_is_timed_per_segment_and_compared_with_the_paper_window_network(tmp_path):
+    opt = packaged_option_file('demo/finetune_xray_prop_demo.yml')
+    cases = cases_for('cpu', quick=True, threads=1, option_files=[str(opt)])
+    assert {c['mode'] for c in cases} == {'segment', 'train'}
+    base = dict(family='PropSTF', network='prop-demo', opt=str(opt), encoder=None, lr_size=[16, 16],
+                precision='fp32', dcn='grid_sample', device='cpu', repeats=1, threads=1)
+    segment = run_case(dict(base, mode='segment'))
+    train = run_case(dict(base, lr_size=None, mode='train', patch=32, batch=2))
+    assert segment['seconds_per_frame'] > 0 and segment['frames_timed'] == 20 and train['seconds_per_iter'] > 0
+    paper = dict(family='EDVRSTF', network='edvr-paper', encoder='pool', lr_size=[16, 16], mode='cached',
+                 precision='fp32', dcn='grid_sample', device='cpu', peak_mem_mb=1.0,
+                 seconds_per_frame=4 * segment['seconds_per_frame'])
+    assert 'segment / edvr-paper/pool cached = 0.25' in table([segment, train, paper])
 
 
 def test_a_failed_case_is_reported_and_the_others_compared():

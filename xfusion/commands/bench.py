@@ -37,6 +37,8 @@ DEFAULT_NETWORKS = {  # label -> option file that ships with xfusion (see packag
     'edvr-demo': 'demo/finetune_xray_demo.yml',
     'swin-paper': 'pretrain_reds_swin.yml',
     'swin-demo': 'demo/finetune_xray_swin_demo.yml',
+    'prop-paper': 'pretrain_reds_prop.yml',
+    'prop-demo': 'demo/finetune_xray_prop_demo.yml',
 }
 PERIOD = 20
 # the optimizer of an option file without a train section (a network_g alone): what the recipes use
@@ -186,8 +188,12 @@ def inference_modes(opt: dict) -> tuple[str, ...]:
 
 
 def default_cases(cuda: bool, quick: bool, sizes: list[list[int]]) -> list[dict]:
-    """Both modes and encoders of the paper network, the demo networks, training, the DCNs, SwinSTF."""
+    """Both modes and encoders of the paper network, the demo networks, training, the DCNs, SwinSTF, PropSTF."""
     cases = []
+    for network in ('prop-paper', 'prop-demo'):  # the segment family beside the paper network, at its first size
+        cases.append(dict(network=network, lr_size=sizes[0], mode='segment', precision='fp32'))
+        if cuda or cpu_has_bf16():
+            cases.append(dict(network=network, lr_size=sizes[0], mode='segment', precision='bf16'))
     for size in sizes:
         for encoder in ('pool', 'unshuffle'):
             for mode in ('per_window', 'cached'):
@@ -213,6 +219,7 @@ def default_cases(cuda: bool, quick: bool, sizes: list[list[int]]) -> list[dict]
             cases.append(dict(network='edvr-paper', encoder='pool', lr_size=sizes[0], mode='per_window', dcn=dcn,
                               precision='fp32'))
     cases.append(dict(network='swin-demo', mode='train', patch=64, batch=8, precision='fp32'))
+    cases.append(dict(network='prop-demo', mode='train', patch=64, batch=4, precision='fp32'))
     if not quick:
         cases.append(dict(network='swin-paper', encoder='pool', lr_size=sizes[0], mode='per_window',
                           precision='fp32'))
@@ -289,6 +296,11 @@ def table(results: list[dict]) -> str:
             if pool:
                 ratios.append(f"{r['network']} {size} cached: unshuffle / pool = "
                               f"{r['seconds_per_frame'] / pool['seconds_per_frame']:.2f}")
+        if r['mode'] == 'segment':  # the segment family against the paper window network, cached, same size
+            ref = index.get(case_key(r, network='edvr-paper', encoder='pool', mode='cached'))
+            if ref and not ref.get('error'):
+                ratios.append(f"{what} LR {r['lr_size'][0]}x{r['lr_size'][1]} {r['precision']}: segment / "
+                              f"edvr-paper/pool cached = {r['seconds_per_frame'] / ref['seconds_per_frame']:.2f}")
         if r['dcn'] == 'grid_sample':
             tv = index.get(case_key(r, dcn='torchvision'))
             if tv and not tv.get('error'):
