@@ -292,7 +292,7 @@ def _scalar(f, path: str):
         return None
 
 
-class DataExchangeReader(CameraReader):
+class DataExchangeReader(H5DatasetReader):
     """DataExchange: ``<group>/data`` (N, H, W) raw counts, flat/dark corrected with ``data_white`` / ``data_dark``.
 
     Corrected frame = (I - mean dark) / max(mean white - mean dark, eps): a float32 transmission
@@ -304,7 +304,7 @@ class DataExchangeReader(CameraReader):
     kind, format = 'dxchange', 'DataExchange HDF5'
 
     def __init__(self, path: Path, group: str = '/exchange', flat_correction: bool = True):
-        super().__init__()
+        CameraReader.__init__(self)  # its own checks of the file; H5DatasetReader's reading and naming
         import h5py
         self.path, self.group = path, group.rstrip('/') or '/exchange'
         self.dataset = f'{self.group}/data'
@@ -368,27 +368,11 @@ class DataExchangeReader(CameraReader):
             elif not flat_correction and white is not None:
                 self.notes.append('flat correction skipped (--no-flat-correction)')
 
-    def _open(self):
-        if self._handle is None:
-            import h5py
-            f = h5py.File(self.path, 'r')
-            mm = h5_memmap(self.path, f[self.dataset]) if self._mappable else None
-            self._handle = mm if mm is not None else f[self.dataset]
-            if mm is not None:
-                f.close()
-        return self._handle
-
     def read(self, i: int) -> np.ndarray:
-        try:
-            raw = np.asarray(self._open()[i])
-        except OSError as error:
-            raise SequenceError(f'{self.where(i)}: unreadable ({error})') from error
+        raw = super().read(i)
         if not self.corrected:
             return raw
         return (raw.astype(np.float32) - self._dark) * self._gain
-
-    def where(self, i: int) -> str:
-        return f'{self.path}:{self.dataset}[{i}]'
 
 
 def is_dataexchange(path: Path, dataset: str = '') -> str | None:
