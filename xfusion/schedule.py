@@ -48,6 +48,14 @@ def check_period(period, where: str = 'period') -> int:
     return int(period)
 
 
+def check_lr_sep(lr_sep, num_frames: int) -> int:
+    """An LR frame separation (``--lr-sep``) that fits a sequence of num_frames."""
+    lr_sep = check_period(lr_sep, '--lr-sep')
+    if lr_sep >= num_frames:
+        raise InputError(f'--lr-sep {lr_sep} must be between 1 and {num_frames - 1} for {num_frames} LR frames')
+    return lr_sep
+
+
 @dataclass(frozen=True)
 class KeySchedule:
     """The LR time steps at which the HR camera recorded a key frame, in a sequence of ``num_frames`` steps."""

@@ -5,8 +5,10 @@ b0 and frame, so every method and setting sees the same noisy frame) is applied 
 frames of clean data; every method fuses every time step of every sequence, and each
 output frame is scored against the clean HR frame. Writes ``metrics.csv`` (one row per
 method, setting and frame), ``summary.md`` (mean and spread over non-key frames, key frames
-apart), plots of PSNR / SSIM / AAD against period, lr_sep and b0, and a visual panel per
-sequence.
+apart), plots of PSNR / SSIM / AAD against period, lr_sep and b0, a visual panel per
+sequence, and ``report.html`` (``xfusion.report``): per sequence a player over every frame of the
+panel setting (LR upsampled | the first network | nearest key frame | ground truth) with the
+per-frame PSNR of every method, the tables, the plots and the settings; ``--video`` an .mp4 of it.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from xfusion.data.sequence_io import Sequence, open_xray_root
 from xfusion.errors import InputError
 from xfusion.inference import PRECISIONS, SequenceInference
 from xfusion.metrics import calculate_aad, calculate_psnr_stf, calculate_ssim_stf
+from xfusion.report import Player, Section, VideoWriter, check_video_path, display_window, upsampled, write_report
 from xfusion.schedule import FrameSource, KeySchedule, check_period
 
 HELP = 'compare the networks with the baselines across periods, LR separations and noise'
@@ -54,6 +57,17 @@ def named(values: list[str] | None, flag: str) -> dict[str, str]:
     return out
 
 
+def check_methods(methods: list[str], networks: dict[str, str], options: dict[str, str]) -> None:
+    """Every method is a baseline or a network given with --model; every --opt names a given network."""
+    for method in methods:
+        if method not in BASELINES and method not in networks:
+            raise InputError(f'method {method!r} is neither a baseline ({", ".join(BASELINES)}) nor a network '
+                             f'given with --model {method}=CKPT (or leave it out of --methods)')
+    unused = [name for name in options if name not in networks]
+    if unused:
+        raise InputError(f'--opt {unused[0]}=...: no network {unused[0]!r} is given with --model')
+
+
 def noisy_lr(seq: Sequence, b0: float | None, seed: int) -> np.ndarray:
     """All LR frames of a sequence with Poisson noise at b0 photons per unit intensity (None: clean)."""
     frames = np.stack([seq.read_lr(t) for t in range(seq.num_frames)])
@@ -62,10 +76,12 @@ def noisy_lr(seq: Sequence, b0: float | None, seed: int) -> np.ndarray:
     return poisson_noise(frames, b0, np.random.default_rng([seed, int(b0), sum(map(ord, seq.name))]))
 
 
-def run_baseline(method: str, source: FrameSource, lr: np.ndarray, num_lr: int = 3):
-    """Yield (t, HR frame) of a classical baseline for every time step."""
+def run_baseline(method: str, source: FrameSource, lr, num_lr: int = 3, times: list[int] | None = None):
+    """Yield (t, HR frame) of a classical baseline for every time step (or those of ``times``).
+
+    ``lr``: the LR frames, indexable by a list of time steps ((T, h, w) array, or anything that stacks them)."""
     fn = BASELINES[method]
-    for t in range(source.num_frames):
+    for t in (range(source.num_frames) if times is None else times):
         window, (k0, k1), weights = source.window(t, num_lr)
         yield t, fn(lr[window], np.stack([source.read_key(k0), source.read_key(k1)]), lr[[k0, k1]],
                     np.asarray(weights, np.float32), num_lr // 2)
@@ -87,20 +103,15 @@ def parse_b0(text: str) -> list[float | None]:
 def evaluate(data: str, out: str, methods: list[str], periods: list[int], lr_seps: list[int],
              b0s: list[float | None], networks: dict[str, str] | None = None, options: dict[str, str] | None = None,
              device: str = 'cpu', batch: int = 4, seed: int = 0, convention: str = 'paper', precision: str = 'fp32',
-             progress: bool = True) -> dict:
+             progress: bool = True, report: bool = True, video: str | None = None) -> dict:
     """Run the comparison; returns {'rows': [...], 'seconds': float, 'out': Path}.
 
     ``networks``: {method name: checkpoint} of any registered network; ``options``: {method name:
-    option file} where a checkpoint's own options should not be used.
+    option file} where a checkpoint's own options should not be used. ``report``: write report.html;
+    ``video``: an .mp4 of the report's players.
     """
     networks, options = networks or {}, options or {}
-    for method in methods:
-        if method not in BASELINES and method not in networks:
-            raise InputError(f'method {method!r} is neither a baseline ({", ".join(BASELINES)}) nor a network '
-                             f'given with --model {method}=CKPT (or leave it out of --methods)')
-    unused = [name for name in options if name not in networks]
-    if unused:
-        raise InputError(f'--opt {unused[0]}=...: no network {unused[0]!r} is given with --model')
+    check_methods(methods, networks, options)
     for value in periods:
         check_period(value, '--period')
     for value in lr_seps:
@@ -114,18 +125,27 @@ def evaluate(data: str, out: str, methods: list[str], periods: list[int], lr_sep
         if max(lr_seps) >= seq.num_frames or max(periods) >= seq.num_frames:
             raise InputError(f'{seq.name}: {seq.num_frames} frames are too few for period {max(periods)} / '
                              f'lr_sep {max(lr_seps)}')
+    video_path = check_video_path(video)
     nets = {m: load_network(networks[m], options.get(m), device)[0] for m in methods if m in networks}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
     settings = list(itertools.product(periods, lr_seps, b0s))
     panel_setting = _panel_setting(settings)
+    shown = shown_method(methods, list(nets))
+    players, movie = [], VideoWriter(video_path) if video_path is not None else None
     total = len(settings) * len(methods) * sum(s.num_frames for s in sequences)
     bar = tqdm(total=total, unit='frame', desc='evaluate', disable=not progress)
     started = time.time()
     rows, panels = [], {}
     for seq in sequences:
         gt = [seq.read_hr(t) for t in range(seq.num_frames)]
+        panel_schedule = KeySchedule.every(panel_setting[0], seq.num_frames)
+        player = Player(seq.name, ['LR (upsampled)', shown, 'nearest key frame', 'ground truth'],
+                        display_window(gt[::max(1, seq.num_frames // 4)]), list(panel_schedule.key_times),
+                        seq.num_frames, note=f'{panel_setting_text(panel_setting)}; PSNR of the non-key frames in the '
+                                             f'{convention} convention')
+        players.append(player)
         for b0 in b0s:
             lr = noisy_lr(seq, b0, seed)
             for period, lr_sep in itertools.product(periods, lr_seps):
@@ -146,6 +166,14 @@ def evaluate(data: str, out: str, methods: list[str], periods: list[int], lr_sep
                         rows.append(row)
                         if t == panel_t and (period, lr_sep, b0) == panel_setting:
                             panels.setdefault(seq.name, {'gt': gt[t], 't': t})[method] = pred
+                        if method == shown and (period, lr_sep, b0) == panel_setting and (
+                                movie is not None or player.wants(t)):
+                            k0, k1 = source.schedule.bracket(t)
+                            frames = [upsampled(lr[t], gt[t].shape), pred,
+                                      gt[k0 if t - k0 <= k1 - t else k1], gt[t]]
+                            player.add(t, frames)
+                            if movie is not None:
+                                movie.add(frames, player.window, player.labels, f'{seq.name}  step {t}')
                         bar.update(1)
     bar.close()
     seconds = time.time() - started
@@ -155,7 +183,48 @@ def evaluate(data: str, out: str, methods: list[str], periods: list[int], lr_sep
     plot_metrics(rows, methods, out)
     for name, images in panels.items():
         save_panel(out / 'panels' / f'{name}.png', images, methods, name, panel_setting, list(nets))
+    if movie is not None:
+        movie.close()
+    if report:
+        # non-key frames only: a key frame's near-exact copy would squash the timeline's scale (the tables have them)
+        shown_rows = [r for r in rows if (r['period'], r['lr_sep'], r['b0']) == _setting_key(panel_setting)
+                      and not r['is_key']]
+        for player in players:
+            player.series = {m: {r['frame']: r['psnr'] for r in shown_rows
+                                 if r['method'] == m and r['sequence'] == player.name} for m in methods}
+        run_settings = {'data': data, 'methods': methods, 'networks': networks, 'option files': options,
+                        'periods': periods, 'lr_seps': lr_seps, 'b0': ['none' if b is None else b for b in b0s],
+                        'player setting (period, lr_sep, b0)': list(panel_setting), 'convention': convention,
+                        'seed': seed, 'device': device, 'precision': precision, 'seconds': round(seconds, 1)}
+        write_report(out / 'report.html', 'XFusion evaluation', f'{data}: {len(sequences)} sequences, '
+                     f'{len(methods)} methods', players, [
+                         Section('Summary', 'markdown', summary_markdown(rows, methods, seconds, data, convention)
+                                 .split('\n', 1)[1]),
+                         Section('Metrics against period, LR separation and noise', 'images',
+                                 [(f'{m}.png', out / f'{m}.png') for m in METRICS]),
+                         Section(f'Panels (frame far from both key frames; {panel_setting_text(panel_setting)})',
+                                 'images', [(name, out / 'panels' / f'{name}.png') for name in panels])],
+                     run_settings)
     return {'rows': rows, 'seconds': seconds, 'out': out}
+
+
+def shown_method(methods: list[str], networks: list[str]) -> str:
+    """The method the report's players show: ``stf`` (the recommended network) when evaluated, else the first
+    network, else the Bayesian baseline, else the last method."""
+    if DEFAULT_NETWORK in methods and DEFAULT_NETWORK in networks:
+        return DEFAULT_NETWORK
+    return next((m for m in methods if m in networks), 'bayes' if 'bayes' in methods else methods[-1])
+
+
+def _setting_key(setting: tuple) -> tuple:
+    """A setting as it is written in the rows (b0 as text)."""
+    period, lr_sep, b0 = setting
+    return period, lr_sep, 'none' if b0 is None else f'{b0:g}'
+
+
+def panel_setting_text(setting: tuple) -> str:
+    period, lr_sep, b0 = setting
+    return f'period {period}, lr_sep {lr_sep}, b0 {"none" if b0 is None else f"{b0:g}"}'
 
 
 def _panel_frame(num_frames: int, period: int) -> int:
@@ -304,6 +373,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--batch', type=int, default=4, help='time steps per network call')
     parser.add_argument('--seed', type=int, default=0, help='seed of the LR noise')
     parser.add_argument('--precision', default='fp32', choices=list(PRECISIONS), help='of the network methods')
+    parser.add_argument('--no-report', action='store_true', help='do not write report.html')
+    parser.add_argument('--video', default=None, metavar='FILE.mp4',
+                        help="an .mp4 of the report's players, for slides")
 
 
 def networks_of(args: argparse.Namespace) -> dict[str, str]:
@@ -317,8 +389,9 @@ def run(args: argparse.Namespace) -> int:
     methods = parse_list(args.methods, str) if args.methods else list(BASELINES) + list(networks)
     result = evaluate(args.data, args.out, methods, parse_list(args.period, int), parse_list(args.lr_sep, int),
                       parse_b0(args.b0), networks=networks, options=named(args.opt, '--opt'), device=args.device,
-                      batch=args.batch, seed=args.seed, convention=args.convention, precision=args.precision)
+                      batch=args.batch, seed=args.seed, convention=args.convention, precision=args.precision,
+                      report=not args.no_report, video=args.video)
     print(summary_table(result['rows'], methods, ()))
-    print(f"results in {result['out']} (metrics.csv, summary.md, psnr/ssim/aad.png, panels/); "
+    print(f"results in {result['out']} (metrics.csv, summary.md, report.html, psnr/ssim/aad.png, panels/); "
           f"{result['seconds']:.0f} s")
     return 0
