@@ -151,7 +151,10 @@ def test_meta_is_complete_and_consistent(noisy_root):
         if 'keyhole' in kinds:
             assert meta['background']['kind'] == 'powder_bed'
         motion = meta['sample_motion']
-        assert ('peak_speed_px_per_frame' in motion) == meta['global_motion']
+        assert motion['kind'] in ('translating', 'oscillating', 'drift')
+        assert (motion['kind'] != 'drift') == meta['global_motion']
+        if meta['global_motion']:
+            assert 1.5 <= motion['peak_speed_px_per_frame'] <= 4.0
 
 
 def test_open_xray_root_reads_the_output(noisy_root):
