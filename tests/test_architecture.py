@@ -113,6 +113,7 @@ def test_a_checkpoint_trained_with_overrides_fuses_without_its_option_file(reds_
     ('train.py', ['-opt', 'e2e.yml', '--force_yml', 'train:total_iter'], 'expected section:key=value'),
     ('train.py', ['-opt', 'e2e.yml', '--force_yml', 'nosuch:total_iter=3'], 'e2e.yml has no option nosuch'),
     ('train.py', ['-opt', 'e2e.yml', '--force_yml', 'datasets:train:lr_sep=[1,2'], 'is not a list of values'),
+    ('train.py', ['-opt', 'e2e.yml', '--force_yml', 'val:val_freq=1e9'], "val:val_freq: must be a positive number"),
     ('train.py', ['-opt', 'missing.yml'], 'missing.yml: option file not found'),
     ('train.py', ['-opt', 'e2e.yml', '--launcher', 'mpi'], "invalid choice: 'mpi'"),
     ('train.py', ['-opt', 'broken.yml'], 'broken.yml: not a valid YAML file'),

@@ -112,8 +112,21 @@ def check_training(opt: dict) -> None:
     for key in ('pixel_opt', 'perceptual_opt', 'warp_opt', 'flow_opt'):
         if train.get(key):
             check_name(train[key].get('type'), LOSS_REGISTRY, f'train:{key}:type')
-    if not isinstance(train.get('total_iter'), (int, float)) or train['total_iter'] < 1:
-        raise InputError(f"train:total_iter: must be a positive number, got {train.get('total_iter')!r}")
+    _check_positive(train, 'total_iter', 'train')
+    _check_positive(opt.get('logger') or {}, 'print_freq', 'logger')
+    _check_positive(opt.get('logger') or {}, 'save_checkpoint_freq', 'logger')
+    if opt.get('val') is not None:
+        _check_positive(opt['val'], 'val_freq', 'val')
+
+
+def _check_positive(section: dict, key: str, where: str) -> None:
+    # YAML and --force_yml read 1e9 as a string: BasicSR would fail on it mid-run with a TypeError
+    value = section.get(key)
+    if key not in section and key != 'total_iter':
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 1:
+        hint = " (write !!float 1e9, or 1000000000)" if isinstance(value, str) else ''
+        raise InputError(f"{where}:{key}: must be a positive number, got {value!r}{hint}")
 
 
 def check_checkpoint(opt: dict) -> None:
