@@ -596,7 +596,8 @@ class Scene:
         self.direction = np.array([math.sin(angle), math.cos(angle)])
         if kind == 'translating':
             self.speed, self.turn = rng.uniform(2.0, 4.0), rng.uniform(10, 25)  # px/frame, frames between turns
-            motion = dict(kind=kind, peak_speed_px_per_frame=self.speed, frames_between_turns=self.turn, angle_rad=angle)
+            motion = dict(kind=kind, peak_speed_px_per_frame=self.speed, frames_between_turns=self.turn,
+                          angle_rad=angle)
         elif kind == 'oscillating':
             speed, self.period, self.phase = rng.uniform(1.5, 4.0), rng.uniform(30, 70), rng.uniform(0, 2 * np.pi)
             self.amplitude = speed * self.period / (2 * np.pi)
