@@ -64,10 +64,11 @@ def test_at_the_start_the_flows_are_zero_and_a_key_frame_warps_to_itself():
     assert set(aux) >= {'key0', 'key1', 'bayes', 'bayes_warped', 'temporal', 'lr'}
 
 
-def test_a_padded_segment_gives_what_the_unpadded_one_gives():
+@pytest.mark.parametrize('global_motion', [False, True])
+def test_a_padded_segment_gives_what_the_unpadded_one_gives(global_motion):
     # training pads segments of a batch to one length: the padding must not leak into the positions before it
-    lr, hr = scene(frames=8)
-    net = perturbed(small())
+    lr, hr = scene(frames=8, size=(16, 16))
+    net = perturbed(small(global_motion=global_motion))
     lq = torch.from_numpy(lr)[None, :, None]
     hq = torch.from_numpy(hr[[0, 7]])[None, :, None]
     padded = torch.cat([lq, lq[:, -1:].expand(1, 3, -1, -1, -1)], 1)  # positions 8..10 repeat frame 7
@@ -90,9 +91,10 @@ def test_one_key_frame_at_either_end():
         assert out.shape == (1, 6, 1, 32, 48) and torch.isfinite(out).all()
 
 
-def test_segment_inference_runs_each_segment_once_and_matches_the_forward():
+@pytest.mark.parametrize('global_motion', [False, True])
+def test_segment_inference_runs_each_segment_once_and_matches_the_forward(global_motion):
     lr, hr = scene(frames=23)
-    net = perturbed(small())
+    net = perturbed(small(global_motion=global_motion))
     reads = []
     source = FrameSource(lambda t: reads.append(t) or lr[t], lambda k: hr[k], KeySchedule.every(5, 23, offset=2), 1)
     out = list(SequenceInference(net, batch=3).run(source))

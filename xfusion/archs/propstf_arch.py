@@ -7,7 +7,9 @@ at the ends of a sequence, none for the LR-only variant), and gives the HR frame
    frames, so a small flow network (``FlowEstimator``: SpyNet's coarse-to-fine layout, far smaller,
    trained here from scratch) estimates the flow between consecutive LR frames, in both directions.
    Composed step by step, the flows map every position to the key frame before it and to the one
-   after it.
+   after it. With ``global_motion``, the flow starts at the translation of the whole frame, measured
+   classically against the key frames (``global_motion.py``): the sample moving 2-4 px per frame
+   is what a flow network trained for minutes does not learn.
 2. **Bidirectional propagation** (after BasicVSR): a forward branch runs from the first frame to the
    last, a backward branch the other way; at each step the hidden features of the previous step are
    warped along the flow and fused with the LR frame's features. At a key frame's position the
@@ -40,11 +42,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from xfusion.archs import classical
+from xfusion.archs.global_motion import global_shift, prefer_still
 from xfusion.archs.stf_base import STFNetwork
 
 SOURCES = ('key0', 'key1', 'bayes', 'bayes_warped', 'temporal', 'lr')
 SOURCE_BIAS = {'bayes': 3.0, 'bayes_warped': 0.0, 'key0': -1.0, 'key1': -1.0, 'temporal': 0.0, 'lr': -2.0}
 DISAGREEMENT_GAIN = 40.0  # initial logit drop per unit of a source's disagreement with the LR frame
+STILL_MARGIN = 0.1  # no motion unless a shift explains a frame >10% better (chosen on the validation sequences)
 
 
 class FlowEstimator(nn.Module):
@@ -67,13 +71,16 @@ class FlowEstimator(nn.Module):
             nn.init.zeros_(module[-1].bias)
             self.basic.append(module)
 
-    def forward(self, ref: torch.Tensor, supp: torch.Tensor) -> torch.Tensor:
+    def forward(self, ref: torch.Tensor, supp: torch.Tensor, init: torch.Tensor | None = None) -> torch.Tensor:
+        """``init`` (B, 2): a translation (x, y) the flow starts from (``global_motion``), else zero."""
         mean, std = ref.mean((1, 2, 3), keepdim=True), ref.std((1, 2, 3), keepdim=True) + 1e-3
         refs, supps = [(ref - mean) / std], [(supp - mean) / std]
         for _ in range(self.levels - 1):
             refs.insert(0, F.avg_pool2d(refs[0], 2, ceil_mode=True))
             supps.insert(0, F.avg_pool2d(supps[0], 2, ceil_mode=True))
         flow = ref.new_zeros(ref.shape[0], 2, *refs[0].shape[-2:])
+        if init is not None:  # in pixels of the coarsest level
+            flow = flow + init[:, :, None, None].to(flow) / 2 ** (self.levels - 1)
         for level, (r, s) in enumerate(zip(refs, supps)):
             if level:
                 flow = 2 * F.interpolate(flow, size=r.shape[-2:], mode='bilinear', align_corners=False)
@@ -122,6 +129,8 @@ class PropSTF(STFNetwork):
         hr_encoder: 'unshuffle' | 'pool' (STFNetwork.add_hr_encoder).
         sources: what the base blends (a subset of SOURCES; the LR-only variant uses 'lr' alone).
         context: LR frames read beyond each end of a segment (they help the LR-only variant).
+        global_motion: start the flows between neighbours at the translation of the whole frame, measured
+            classically (``global_motion.global_shift``); the flow network learns the local motion on top.
     """
     kind = 'segment'
 
@@ -137,7 +146,8 @@ class PropSTF(STFNetwork):
                  num_feat_up: int = 16,
                  hr_encoder: str = 'unshuffle',
                  sources: list[str] | tuple[str, ...] = SOURCES,
-                 context: int = 0):
+                 context: int = 0,
+                 global_motion: bool = False):
         super().__init__(num_frame=1, num_frame_hi=num_frame_hi, center_frame_idx=0)
         if num_frame_hi not in (0, 2):
             raise ValueError(f'num_frame_hi must be 2 (key frames at both ends) or 0 (LR-only), got {num_frame_hi}')
@@ -146,6 +156,7 @@ class PropSTF(STFNetwork):
         if unknown or not self.sources:
             raise ValueError(f'sources must be a non-empty subset of {SOURCES}, got {list(sources)}')
         self.context = context
+        self.global_motion = global_motion
         self.flow = FlowEstimator(flow_feat, flow_levels)
         self.feat_extract = ConvResidualBlocks(num_in_ch, num_feat, 1)
         if self.uses_keys:
@@ -200,6 +211,32 @@ class PropSTF(STFNetwork):
             if key_pos.shape != hq.shape[:2] or key_pos.min() < 0 or key_pos.max() >= n:
                 raise ValueError(f'key_pos must give a position in 0..{n - 1} for each of the {hq.shape[1]} key frames')
 
+    def global_shifts(self, lq: torch.Tensor, ref: torch.Tensor, ref_pos: torch.Tensor) -> torch.Tensor:
+        """(B, N, 2): the translation of every LR frame of the segment against one reference (B, C, h, w)
+        taken at positions ref_pos (B,), each measured directly, not chained: the steps between neighbours
+        derived from them sum to the shift between any two positions without accumulating each step's
+        error. Where the shift measured at ref_pos explains a frame as well, it is taken instead (no motion)."""
+        b, n = lq.shape[:2]
+        frames, refs = lq.flatten(0, 1), ref[:, None].expand(b, n, *ref.shape[1:]).flatten(0, 1)
+        shifts = global_shift(frames, refs).unflatten(0, (b, n))
+        still = _gather(shifts, ref_pos[:, None])[:, 0]  # (B, 2)
+        still = still[:, None].expand(b, n, 2).flatten(0, 1)
+        return prefer_still(frames, refs, shifts.flatten(0, 1), still, STILL_MARGIN).unflatten(0, (b, n))
+
+    def global_steps(self, lq: torch.Tensor, hq: torch.Tensor | None,
+                     key_pos: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B*(N-1), 2) twice: the translation from each position to the one after it, and back, for the
+        forward branch measured against the first key frame, for the backward branch against the last
+        (at the LR camera's resolution: clean, unlike an LR frame); the first LR frame without key frames."""
+        if self.uses_keys:
+            first, last = (F.avg_pool2d(hq[:, i], self.scale) for i in (0, -1))
+            forward = self.global_shifts(lq, first, key_pos[:, 0])
+            backward = self.global_shifts(lq, last, key_pos[:, -1])
+        else:
+            forward = backward = self.global_shifts(lq, lq[:, 0], lq.new_zeros(lq.shape[0], dtype=torch.long))
+        # warp(frame i, g[i+1] - g[i]) ~ frame i+1
+        return (forward[:, 1:] - forward[:, :-1]).flatten(0, 1), (backward[:, :-1] - backward[:, 1:]).flatten(0, 1)
+
     def propagate(self, lq: torch.Tensor, hq: torch.Tensor | None, key_pos: torch.Tensor | None) -> SegmentState:
         """Features, flows and both propagation branches of a segment (see SegmentState)."""
         self.check_segment(lq, hq, key_pos)
@@ -207,8 +244,9 @@ class PropSTF(STFNetwork):
         feats = self.feat_extract(lq.flatten(0, 1)).unflatten(0, (b, n))
         if n > 1:  # flows between neighbours, both directions, all pairs at once
             cur, prev = lq[:, 1:].flatten(0, 1), lq[:, :-1].flatten(0, 1)
-            to_prev = self.flow(cur, prev).unflatten(0, (b, n - 1))  # position i+1 -> i
-            to_next = self.flow(prev, cur).unflatten(0, (b, n - 1))  # position i -> i+1
+            init_prev, init_next = self.global_steps(lq, hq, key_pos) if self.global_motion else (None, None)
+            to_prev = self.flow(cur, prev, init_prev).unflatten(0, (b, n - 1))  # position i+1 -> i
+            to_next = self.flow(prev, cur, init_next).unflatten(0, (b, n - 1))  # position i -> i+1
         if self.uses_keys:
             k = hq.shape[1]
             key_feats = self.encode_hr(hq.flatten(0, 1)).unflatten(0, (b, k))

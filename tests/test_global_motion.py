@@ -1,0 +1,82 @@
+"""The classical global translation (``xfusion.archs.global_motion``) and PropSTF's use of it."""
+import numpy as np
+import torch
+from basicsr.archs.arch_util import flow_warp
+from scipy.ndimage import gaussian_filter
+
+import xfusion  # noqa: F401  (the BasicSR adjustments)
+from xfusion.archs.global_motion import global_shift, phase_correlation, prefer_still
+from xfusion.archs.propstf_arch import PropSTF
+from xfusion.camera import area_average
+
+
+def texture(size: int, seed: int = 0) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    return torch.from_numpy(gaussian_filter(rng.random((size, size)), 2.0).astype(np.float32))[None, None]
+
+
+def shifted(img: torch.Tensor, x: float, y: float) -> torch.Tensor:
+    """img moved by (x, y): flow_warp(result, (x, y)) gives img back (inside the frame)."""
+    flow = torch.tensor([-x, -y]).view(1, 2, 1, 1).expand(1, 2, *img.shape[-2:]).permute(0, 2, 3, 1)
+    return flow_warp(img, flow, padding_mode='border')
+
+
+def test_a_known_translation_is_found_to_a_fraction_of_a_pixel():
+    big = texture(96)
+    ref = big[..., 16:80, 16:80]
+    for x, y in [(0.3, -0.7), (2.4, 1.1), (-9.6, 5.2)]:
+        supp = shifted(big, x, y)[..., 16:80, 16:80]
+        coarse = phase_correlation(ref, supp)[0]
+        fine = global_shift(ref, supp)[0]
+        assert (coarse - torch.tensor([x, y])).abs().max() < 0.5  # the right peak
+        assert (fine - torch.tensor([x, y])).abs().max() < 0.05  # and sub-pixel after the Gauss-Newton steps
+
+
+def test_a_small_moving_part_does_not_pull_the_estimate():
+    big = texture(96)
+    ref = big[..., 16:80, 16:80].clone()
+    supp = shifted(big, 1.5, 0.5)[..., 16:80, 16:80].clone()
+    part = texture(64, seed=1)[..., :12, :12]  # a part of the same kind that stays where it is
+    ref[..., 4:16, 4:16] = part
+    supp[..., 4:16, 4:16] = part
+    assert (global_shift(ref, supp)[0] - torch.tensor([1.5, 0.5])).abs().max() < 0.1
+
+
+def test_a_static_noisy_frame_stays_in_place_and_a_moving_one_moves():
+    big = texture(96)
+    ref = big[..., 16:80, 16:80]
+    rng = np.random.default_rng(2)
+    noisy = ref + torch.from_numpy(0.01 * rng.standard_normal(ref.shape).astype(np.float32))
+    zero = torch.zeros(1, 2)
+    wandering = global_shift(noisy, ref)
+    assert 0 < wandering.abs().max() < 0.1  # the noise moves the estimate a little
+    assert torch.equal(prefer_still(noisy, ref, wandering, zero, 0.1), zero)
+    moved = shifted(big, 1.5, 0.5)[..., 16:80, 16:80]
+    shift = global_shift(noisy, moved)
+    assert torch.equal(prefer_still(noisy, moved, shift, zero, 0.1), shift)
+
+
+def test_with_global_motion_an_untrained_network_warps_a_translating_segment():
+    # the whole scene moves 2 HR px per frame to the right: the key frames, warped along the flows the
+    # network starts with, must match the frames between them far better than the key frames themselves
+    frames, speed = 9, 2.0
+    rng = np.random.default_rng(3)
+    canvas = gaussian_filter(rng.random((96, 128)), 1.5).astype(np.float32)
+    hr = np.stack([canvas[16:80, 40 - int(speed * t):104 - int(speed * t)] for t in range(frames)])
+    lq = torch.from_numpy(area_average(hr).astype(np.float32))[None, :, None]
+    hq = torch.from_numpy(hr[[0, frames - 1]])[None, :, None]
+    gt = torch.from_numpy(hr)
+
+    def errors(net):
+        with torch.no_grad():
+            _, aux = net(lq, hq, torch.tensor([[0, frames - 1]]), return_aux=True)
+        inner = np.s_[:, 8:-8, 8:-8]  # away from the borders the warp brings in
+        return [float((aux[k][0, 1:-1, 0] - gt[1:-1])[inner].abs().mean()) for k in ('key0', 'key1')]
+
+    torch.manual_seed(0)
+    plain = errors(PropSTF(num_feat=8, flow_feat=8, num_feat_up=8).eval())
+    torch.manual_seed(0)
+    moving = errors(PropSTF(num_feat=8, flow_feat=8, num_feat_up=8, global_motion=True).eval())
+    print(plain, moving)
+    assert all(m < 0.3 * p for m, p in zip(moving, plain))
+    assert PropSTF(global_motion=True).state_dict().keys() == PropSTF().state_dict().keys()  # no new weights

@@ -1,0 +1,134 @@
+"""Global translation between two LR frames, classically, in torch (batched, on the network's device).
+
+When the whole sample moves (a translation stage, a vibrating mount), every LR step of an
+ultra-high-speed camera shifts the image by a fraction of a pixel, and over a key-frame gap of 20
+or 40 steps by tens of pixels. A small flow network trained for minutes on 16x16 crops does not
+learn that (it learns the local motions); the dominant translation of a frame pair is what phase
+correlation finds, and a few Gauss-Newton (Lucas-Kanade) steps make it sub-pixel. The propagation
+network starts its flow at this estimate and learns the rest.
+
+``global_shift(ref, supp)`` -> (B, 2) flow (x, y) in pixels, in ``flow_warp``'s convention:
+``flow_warp(supp, flow)`` matches ``ref``. Local motions (a rotor, particles) take a small part of
+the frame: the Gauss-Newton steps weigh pixels down where the residual is large (Tukey), so the
+estimate follows the sample, not the moving parts. ``prefer_still`` keeps "no motion" where the
+measured shift does not explain a frame clearly better (shot noise alone moves the estimate).
+"""
+from __future__ import annotations
+
+import torch
+from basicsr.archs.arch_util import flow_warp
+from torch.nn import functional as F
+
+CUTOFF = 0.2  # cycles per LR pixel: the Gaussian weight of the phase-only spectrum (chosen on validation)
+
+
+def _hann(h: int, w: int, like: torch.Tensor) -> torch.Tensor:
+    return (torch.hann_window(h, periodic=False, dtype=like.dtype, device=like.device)[:, None]
+            * torch.hann_window(w, periodic=False, dtype=like.dtype, device=like.device)[None, :])
+
+
+def phase_correlation(ref: torch.Tensor, supp: torch.Tensor) -> torch.Tensor:
+    """(B, 1, h, w) frames -> (B, 2) integer-plus-parabola shift (x, y) with flow_warp(supp, shift) ~ ref."""
+    b, _, h, w = ref.shape
+    window = _hann(h, w, ref)
+    a = (ref - ref.mean((2, 3), keepdim=True))[:, 0] * window
+    s = (supp - supp.mean((2, 3), keepdim=True))[:, 0] * window
+    cross = torch.fft.rfft2(s) * torch.fft.rfft2(a).conj()
+    # phase only (whitened), weighted down at high frequencies where shot noise outweighs the content;
+    # the weighting also gives the peak a smooth shape that a parabola fits to a fraction of a pixel
+    fy = torch.fft.fftfreq(h, device=ref.device, dtype=ref.dtype)[:, None]
+    fx = torch.fft.rfftfreq(w, device=ref.device, dtype=ref.dtype)[None, :]
+    lowpass = torch.exp(-(fx ** 2 + fy ** 2) / (2 * CUTOFF ** 2))
+    corr = torch.fft.irfft2(lowpass * cross / (cross.abs() + 1e-12), s=(h, w))  # peaks at supp's shift against ref
+    peak = corr.flatten(1).argmax(dim=1)
+    py, px = peak // w, peak % w
+    rows = torch.arange(b, device=ref.device)
+
+    def refine(p, size, along_y):
+        def at(offset):
+            q = (p + offset) % size
+            return corr[rows, q, px] if along_y else corr[rows, py, q]
+        left, mid, right = at(-1), at(0), at(1)
+        denom = left - 2 * mid + right
+        delta = torch.where(denom.abs() > 1e-12, 0.5 * (left - right) / denom, torch.zeros_like(denom))
+        centred = torch.where(p > size // 2, p - size, p).to(ref.dtype)
+        return centred + delta.clamp(-0.5, 0.5)
+
+    return torch.stack([refine(px, w, False), refine(py, h, True)], dim=1)
+
+
+def refine_shift(ref: torch.Tensor, supp: torch.Tensor, shift: torch.Tensor, iterations: int = 3,
+                 margin: int = 2) -> torch.Tensor:
+    """Gauss-Newton steps on a (B, 2) shift, robust to local motions (Tukey weights); borders left out."""
+    b, _, h, w = ref.shape
+    inner = torch.zeros(1, 1, h, w, dtype=ref.dtype, device=ref.device)
+    inner[..., margin:h - margin, margin:w - margin] = 1
+    for it in range(iterations):
+        flow = shift[:, :, None, None].expand(b, 2, h, w).permute(0, 2, 3, 1)
+        warped = flow_warp(supp, flow, padding_mode='border')
+        # pixels the shift brought in from outside the frame are not evidence
+        valid = flow_warp(inner.expand(b, -1, -1, -1), flow, interp_mode='nearest', padding_mode='zeros') * inner
+        gx = (F.pad(warped, (0, 1, 0, 0), mode='replicate')[..., 1:] - F.pad(warped, (1, 0, 0, 0),
+                                                                              mode='replicate')[..., :-1]) / 2
+        gy = (F.pad(warped, (0, 0, 0, 1), mode='replicate')[..., 1:, :] - F.pad(warped, (0, 0, 1, 0),
+                                                                                 mode='replicate')[..., :-1, :]) / 2
+        err = warped - ref
+        weight = valid
+        if it:  # Tukey's biweight at 4.7 robust standard deviations
+            sigma = 1.4826 * (err.abs() * valid).flatten(1).median(dim=1).values.clamp_min(1e-6)
+            u = err / (4.685 * sigma[:, None, None, None])
+            weight = valid * ((1 - u ** 2).clamp_min(0) ** 2)
+        sxx, sxy, syy = ((weight * p * q).sum((1, 2, 3)) for p, q in ((gx, gx), (gx, gy), (gy, gy)))
+        bx, by = (weight * gx * err).sum((1, 2, 3)), (weight * gy * err).sum((1, 2, 3))
+        det = (sxx * syy - sxy * sxy).clamp_min(1e-12)
+        dx, dy = -(syy * bx - sxy * by) / det, -(sxx * by - sxy * bx) / det
+        shift = shift + torch.stack([dx, dy], 1).clamp(-1, 1)
+    return shift
+
+
+def global_shift(ref: torch.Tensor, supp: torch.Tensor, init: torch.Tensor | None = None,
+                 iterations: int = 3) -> torch.Tensor:
+    """(B, 1, h, w) frames -> (B, 2) shift (x, y) with flow_warp(supp, shift) ~ ref (see the module docstring).
+
+    ``init``: a shift to start the Gauss-Newton steps from, instead of phase correlation.
+    """
+    with torch.no_grad(), torch.autocast(ref.device.type, enabled=False):
+        ref, supp = ref.float(), supp.float()
+        shift = phase_correlation(ref, supp) if init is None else init.float()
+        # on the texture only: the flat field (fixed to the lab) would pull the shift toward zero
+        return refine_shift(_high_pass(ref), _high_pass(supp), shift, iterations)
+
+
+def prefer_still(ref: torch.Tensor, supp: torch.Tensor, shift: torch.Tensor, still: torch.Tensor,
+                 margin: float = 0.0) -> torch.Tensor:
+    """(B, 2): ``still`` where it explains ref as well as ``shift`` does (the mean squared difference of
+    the textures at most ``1 + margin`` times larger), else ``shift``. Under heavy shot noise the
+    estimate of a static scene wanders by tenths of a pixel, which blurs a key frame warped by it;
+    ``still`` is what "no motion" means here (the shift measured at the key frame's own time: the two
+    cameras' pixel grids need not agree exactly)."""
+    with torch.no_grad(), torch.autocast(ref.device.type, enabled=False):
+        ref, supp = _high_pass(ref.float()), _high_pass(supp.float())
+        moved, fixed = _misfit(ref, supp, shift.float()), _misfit(ref, supp, still.float(), like=shift.float())
+        return torch.where((fixed <= (1 + margin) * moved)[:, None], still.float(), shift.float())
+
+
+def _misfit(ref: torch.Tensor, supp: torch.Tensor, shift: torch.Tensor, like: torch.Tensor | None = None,
+            margin: int = 2) -> torch.Tensor:
+    """(B,) mean squared difference of ref and supp warped by shift, inside the part of the frame that the
+    shift ``like`` (shift itself when None) keeps inside: both candidates are compared on the same pixels."""
+    b, _, h, w = ref.shape
+    inner = torch.zeros(1, 1, h, w, dtype=ref.dtype, device=ref.device)
+    inner[..., margin:h - margin, margin:w - margin] = 1
+
+    def as_flow(s):
+        return s[:, :, None, None].expand(b, 2, h, w).permute(0, 2, 3, 1)
+    valid = flow_warp(inner.expand(b, -1, -1, -1), as_flow(shift if like is None else like), interp_mode='nearest',
+                      padding_mode='zeros') * inner
+    err = (flow_warp(supp, as_flow(shift), padding_mode='border') - ref) ** 2
+    return (err * valid).sum((1, 2, 3)) / valid.sum((1, 2, 3)).clamp_min(1)
+
+
+def _high_pass(x: torch.Tensor, size: int = 7) -> torch.Tensor:
+    p = size // 2
+    return x - F.avg_pool2d(F.pad(x, (p, p, p, p), mode='replicate'), size, stride=1)
+
