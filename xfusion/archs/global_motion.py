@@ -57,17 +57,27 @@ def phase_correlation(ref: torch.Tensor, supp: torch.Tensor) -> torch.Tensor:
     return torch.stack([refine(px, w, False), refine(py, h, True)], dim=1)
 
 
-def refine_shift(ref: torch.Tensor, supp: torch.Tensor, shift: torch.Tensor, iterations: int = 3,
-                 margin: int = 2) -> torch.Tensor:
-    """Gauss-Newton steps on a (B, 2) shift, robust to local motions (Tukey weights); borders left out."""
-    b, _, h, w = ref.shape
-    inner = torch.zeros(1, 1, h, w, dtype=ref.dtype, device=ref.device)
+def _as_flow(shift: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """(B, 2) shift -> (B, h, w, 2) constant flow, as flow_warp takes it."""
+    return shift[:, :, None, None].expand(-1, 2, h, w).permute(0, 2, 3, 1)
+
+
+def _inside(flow: torch.Tensor, margin: int = 2) -> torch.Tensor:
+    """(B, 1, h, w): 1 where a pixel, away from the border, warped by flow came from inside the frame
+    (pixels a shift brought in from outside are not evidence)."""
+    b, h, w, _ = flow.shape
+    inner = torch.zeros(b, 1, h, w, dtype=flow.dtype, device=flow.device)
     inner[..., margin:h - margin, margin:w - margin] = 1
+    return flow_warp(inner, flow, interp_mode='nearest', padding_mode='zeros') * inner
+
+
+def refine_shift(ref: torch.Tensor, supp: torch.Tensor, shift: torch.Tensor, iterations: int = 3) -> torch.Tensor:
+    """Gauss-Newton steps on a (B, 2) shift, robust to local motions (Tukey weights); borders left out."""
+    h, w = ref.shape[-2:]
     for it in range(iterations):
-        flow = shift[:, :, None, None].expand(b, 2, h, w).permute(0, 2, 3, 1)
+        flow = _as_flow(shift, h, w)
         warped = flow_warp(supp, flow, padding_mode='border')
-        # pixels the shift brought in from outside the frame are not evidence
-        valid = flow_warp(inner.expand(b, -1, -1, -1), flow, interp_mode='nearest', padding_mode='zeros') * inner
+        valid = _inside(flow)
         gx = (F.pad(warped, (0, 1, 0, 0), mode='replicate')[..., 1:] - F.pad(warped, (1, 0, 0, 0),
                                                                               mode='replicate')[..., :-1]) / 2
         gy = (F.pad(warped, (0, 0, 0, 1), mode='replicate')[..., 1:, :] - F.pad(warped, (0, 0, 1, 0),
@@ -112,19 +122,13 @@ def prefer_still(ref: torch.Tensor, supp: torch.Tensor, shift: torch.Tensor, sti
         return torch.where((fixed <= (1 + margin) * moved)[:, None], still.float(), shift.float())
 
 
-def _misfit(ref: torch.Tensor, supp: torch.Tensor, shift: torch.Tensor, like: torch.Tensor | None = None,
-            margin: int = 2) -> torch.Tensor:
+def _misfit(ref: torch.Tensor, supp: torch.Tensor, shift: torch.Tensor,
+            like: torch.Tensor | None = None) -> torch.Tensor:
     """(B,) mean squared difference of ref and supp warped by shift, inside the part of the frame that the
     shift ``like`` (shift itself when None) keeps inside: both candidates are compared on the same pixels."""
-    b, _, h, w = ref.shape
-    inner = torch.zeros(1, 1, h, w, dtype=ref.dtype, device=ref.device)
-    inner[..., margin:h - margin, margin:w - margin] = 1
-
-    def as_flow(s):
-        return s[:, :, None, None].expand(b, 2, h, w).permute(0, 2, 3, 1)
-    valid = flow_warp(inner.expand(b, -1, -1, -1), as_flow(shift if like is None else like), interp_mode='nearest',
-                      padding_mode='zeros') * inner
-    err = (flow_warp(supp, as_flow(shift), padding_mode='border') - ref) ** 2
+    h, w = ref.shape[-2:]
+    valid = _inside(_as_flow(shift if like is None else like, h, w))
+    err = (flow_warp(supp, _as_flow(shift, h, w), padding_mode='border') - ref) ** 2
     return (err * valid).sum((1, 2, 3)) / valid.sum((1, 2, 3)).clamp_min(1)
 
 
