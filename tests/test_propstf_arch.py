@@ -80,9 +80,10 @@ def test_a_padded_segment_gives_what_the_unpadded_one_gives(global_motion):
     assert (both[0] - plain[0]).abs().max() < 1e-5
 
 
-def test_one_key_frame_at_either_end():
+@pytest.mark.parametrize('global_motion', [False, True])
+def test_one_key_frame_at_either_end(global_motion):
     lr, hr = scene(frames=6)
-    net = perturbed(small())
+    net = perturbed(small(global_motion=global_motion))
     lq = torch.from_numpy(lr)[None, :, None]
     for pos in (0, 5):
         hq = torch.from_numpy(hr[[pos, pos]])[None, :, None]

@@ -109,6 +109,24 @@ def global_shift(ref: torch.Tensor, supp: torch.Tensor, init: torch.Tensor | Non
         return refine_shift(_high_pass(ref), _high_pass(supp), shift, iterations)
 
 
+def shifts_to_reference(frames: torch.Tensor, ref: torch.Tensor, ref_pos: torch.Tensor,
+                        still_margin: float) -> torch.Tensor:
+    """(B, N, 1, h, w) frames, (B, 1, h, w) a reference taken at positions ref_pos (B,) -> (B, N, 2): each
+    frame's shift against the reference (``global_shift``), or the shift measured at ref_pos itself where
+    that explains the frame as well (``prefer_still``). The reference's texture is computed once."""
+    b, n = frames.shape[:2]
+    with torch.no_grad(), torch.autocast(frames.device.type, enabled=False):
+        flat, ref = frames.flatten(0, 1).float(), ref.float()
+
+        def repeated(x):
+            return x[:, None].expand(b, n, *x.shape[1:]).flatten(0, 1)
+        flat_texture, ref_texture = _high_pass(flat), repeated(_high_pass(ref))
+        shifts = refine_shift(flat_texture, ref_texture, phase_correlation(flat, repeated(ref)))
+        still = shifts.unflatten(0, (b, n))[torch.arange(b, device=ref_pos.device), ref_pos]  # (B, 2)
+        chosen = _prefer_still(flat_texture, ref_texture, shifts, repeated(still), still_margin)
+        return chosen.unflatten(0, (b, n))
+
+
 def prefer_still(ref: torch.Tensor, supp: torch.Tensor, shift: torch.Tensor, still: torch.Tensor,
                  margin: float = 0.0) -> torch.Tensor:
     """(B, 2): ``still`` where it explains ref as well as ``shift`` does (the mean squared difference of
@@ -117,9 +135,14 @@ def prefer_still(ref: torch.Tensor, supp: torch.Tensor, shift: torch.Tensor, sti
     ``still`` is what "no motion" means here (the shift measured at the key frame's own time: the two
     cameras' pixel grids need not agree exactly)."""
     with torch.no_grad(), torch.autocast(ref.device.type, enabled=False):
-        ref, supp = _high_pass(ref.float()), _high_pass(supp.float())
-        moved, fixed = _misfit(ref, supp, shift.float()), _misfit(ref, supp, still.float(), like=shift.float())
-        return torch.where((fixed <= (1 + margin) * moved)[:, None], still.float(), shift.float())
+        return _prefer_still(_high_pass(ref.float()), _high_pass(supp.float()), shift.float(), still.float(), margin)
+
+
+def _prefer_still(ref_texture: torch.Tensor, supp_texture: torch.Tensor, shift: torch.Tensor, still: torch.Tensor,
+                  margin: float) -> torch.Tensor:
+    moved = _misfit(ref_texture, supp_texture, shift)
+    fixed = _misfit(ref_texture, supp_texture, still, like=shift)
+    return torch.where((fixed <= (1 + margin) * moved)[:, None], still, shift)
 
 
 def _misfit(ref: torch.Tensor, supp: torch.Tensor, shift: torch.Tensor,

@@ -42,7 +42,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from xfusion.archs import classical
-from xfusion.archs.global_motion import global_shift, prefer_still
+from xfusion.archs.global_motion import shifts_to_reference
 from xfusion.archs.stf_base import STFNetwork
 
 SOURCES = ('key0', 'key1', 'bayes', 'bayes_warped', 'temporal', 'lr')
@@ -211,29 +211,23 @@ class PropSTF(STFNetwork):
             if key_pos.shape != hq.shape[:2] or key_pos.min() < 0 or key_pos.max() >= n:
                 raise ValueError(f'key_pos must give a position in 0..{n - 1} for each of the {hq.shape[1]} key frames')
 
-    def global_shifts(self, lq: torch.Tensor, ref: torch.Tensor, ref_pos: torch.Tensor) -> torch.Tensor:
-        """(B, N, 2): the translation of every LR frame of the segment against one reference (B, C, h, w)
-        taken at positions ref_pos (B,), each measured directly, not chained: the steps between neighbours
-        derived from them sum to the shift between any two positions without accumulating each step's
-        error. Where the shift measured at ref_pos explains a frame as well, it is taken instead (no motion)."""
-        b, n = lq.shape[:2]
-        frames, refs = lq.flatten(0, 1), ref[:, None].expand(b, n, *ref.shape[1:]).flatten(0, 1)
-        shifts = global_shift(frames, refs).unflatten(0, (b, n))
-        still = _gather(shifts, ref_pos[:, None])[:, 0]  # (B, 2)
-        still = still[:, None].expand(b, n, 2).flatten(0, 1)
-        return prefer_still(frames, refs, shifts.flatten(0, 1), still, STILL_MARGIN).unflatten(0, (b, n))
-
     def global_steps(self, lq: torch.Tensor, hq: torch.Tensor | None,
                      key_pos: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """(B*(N-1), 2) twice: the translation from each position to the one after it, and back, for the
         forward branch measured against the first key frame, for the backward branch against the last
-        (at the LR camera's resolution: clean, unlike an LR frame); the first LR frame without key frames."""
+        (at the LR camera's resolution: clean, unlike an LR frame); the first LR frame without key frames.
+        Each frame is measured directly against the reference, not chained: the steps between neighbours
+        are differences of these, so they sum to the shift between any two positions without
+        accumulating each step's error."""
         if self.uses_keys:
-            first, last = (F.avg_pool2d(hq[:, i], self.scale) for i in (0, -1))
-            forward = self.global_shifts(lq, first, key_pos[:, 0])
-            backward = self.global_shifts(lq, last, key_pos[:, -1])
+            forward = shifts_to_reference(lq, F.avg_pool2d(hq[:, 0], self.scale), key_pos[:, 0], STILL_MARGIN)
+            if torch.equal(key_pos[:, 0], key_pos[:, -1]):  # one key frame (a sequence's end): both branches alike
+                backward = forward
+            else:
+                backward = shifts_to_reference(lq, F.avg_pool2d(hq[:, -1], self.scale), key_pos[:, -1], STILL_MARGIN)
         else:
-            forward = backward = self.global_shifts(lq, lq[:, 0], lq.new_zeros(lq.shape[0], dtype=torch.long))
+            forward = backward = shifts_to_reference(lq, lq[:, 0], lq.new_zeros(lq.shape[0], dtype=torch.long),
+                                                     STILL_MARGIN)
         # warp(frame i, g[i+1] - g[i]) ~ frame i+1
         return (forward[:, 1:] - forward[:, :-1]).flatten(0, 1), (backward[:, :-1] - backward[:, 1:]).flatten(0, 1)
 
