@@ -142,3 +142,26 @@ def test_segment_samples_for_segment_networks(tmp_path):
     assert single['key_pos'][0] == single['key_pos'][1]
     lr_only = build_dataset(dict(opt, num_frame_hi=0))[0]
     assert lr_only['hq'].shape[0] == 0 and lr_only['key_pos'].numel() == 0
+
+
+def test_the_segments_of_a_batch_share_their_gap_and_the_model_trims_the_batch_to_it(tmp_path):
+    from torch.utils.data import DataLoader
+
+    from xfusion.models.stf_model import STFModel
+    root = tmp_path / 'xray'
+    write_pair_sequence(root / 's0' / 'HR', root / 's0' / 'LR', moving_scene(30, (32, 32), seed=0), np.uint16)
+    opt = dict(name='x', type='XraySTFDataset', phase='train', dataroot=str(root), segment=True, period_range=[2, 25],
+               num_supervised=2, gt_size=16, batch_size_per_gpu=3)
+    ds = build_dataset(opt)
+    random.seed(1)
+    # a DataLoader worker builds whole batches of consecutive samples: each batch has one gap
+    batches = list(DataLoader(ds, batch_size=3, shuffle=True, drop_last=True, num_workers=1))
+    gaps = [b['period'].tolist() for b in batches]
+    assert all(len(set(g)) == 1 for g in gaps) and len({g[0] for g in gaps}) > 1
+    assert all(b['lq'].shape[1] == ds.segment_length == 26 for b in batches)  # padded, so that any grouping stacks
+
+    model = STFModel.__new__(STFModel)  # feed_data alone: no network needed
+    model.device = torch.device('cpu')
+    model.feed_data(batches[0])
+    assert model.lq.shape[1] == model.gt.shape[1] == gaps[0][0] + 1
+    assert model.out_pos.max() <= gaps[0][0] and model.key_pos.max() <= gaps[0][0]

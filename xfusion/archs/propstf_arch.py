@@ -238,9 +238,10 @@ class PropSTF(STFNetwork):
         feats = self.feat_extract(lq.flatten(0, 1)).unflatten(0, (b, n))
         if n > 1:  # flows between neighbours, both directions, all pairs at once
             cur, prev = lq[:, 1:].flatten(0, 1), lq[:, :-1].flatten(0, 1)
-            init_prev, init_next = self.global_steps(lq, hq, key_pos) if self.global_motion else (None, None)
-            to_prev = self.flow(cur, prev, init_prev).unflatten(0, (b, n - 1))  # position i+1 -> i
-            to_next = self.flow(prev, cur, init_next).unflatten(0, (b, n - 1))  # position i -> i+1
+            init = torch.cat(self.global_steps(lq, hq, key_pos)) if self.global_motion else None
+            # one call for both directions: position i+1 -> i, then i -> i+1
+            to_prev, to_next = self.flow(torch.cat([cur, prev]), torch.cat([prev, cur]), init).chunk(2)
+            to_prev, to_next = to_prev.unflatten(0, (b, n - 1)), to_next.unflatten(0, (b, n - 1))
         if self.uses_keys:
             k = hq.shape[1]
             key_feats = self.encode_hr(hq.flatten(0, 1)).unflatten(0, (b, k))

@@ -8,9 +8,11 @@ the sequence; then
 - for segment networks (``segment: true``): the whole segment, every LR frame k0..k1 with the key
   frames at both ends (or, with ``single_key_prob``, at one end only, as at the ends of a
   sequence), the HR frames of every position, and ``num_supervised`` positions the output is
-  compared at. Segments
-  of a batch are padded to the longest gap of ``period_range`` (the last LR frame repeated), so
-  that they stack;
+  compared at. The samples of one batch share their gap (one draw per ``batch_size_per_gpu``
+  consecutive samples: a DataLoader worker builds whole batches), so that the model trims a batch
+  to its own gap: propagation through the padding would cost as much as through the segment.
+  They are padded to the longest gap of ``period_range`` (the last LR frame repeated), so that
+  they stack whatever the grouping;
 
 then one random crop (HR patch and the LR patch at the same place), the same flips/rotation for
 every frame, and optional Poisson noise on the LR frames.
@@ -105,6 +107,8 @@ class STFTrainingDataset(data.Dataset):
         self.segment = bool(opt.get('segment', False))
         self.num_supervised = check_period(opt.get('num_supervised', 4), 'num_supervised')
         self.single_key_prob = float(opt.get('single_key_prob', 0.0))
+        self.batch_size = max(1, int(opt.get('batch_size_per_gpu', 1)))
+        self._gap, self._gap_uses = 0, 0
 
     def _index_sequences(self) -> None:
         """Call once self.sequences is set: one dataset item per frame, as in BasicSR's REDS dataset."""
@@ -142,9 +146,16 @@ class STFTrainingDataset(data.Dataset):
             'lr_sep': s['lr_sep'],
         }
 
+    def _shared_gap(self) -> int:
+        """A key-frame gap drawn once for every batch_size_per_gpu consecutive samples (one batch)."""
+        if self._gap_uses == 0:
+            self._gap = random.randint(min(self.period_range[0], self.segment_length - 1), self.segment_length - 1)
+        self._gap_uses = (self._gap_uses + 1) % self.batch_size
+        return self._gap
+
     def _segment_sample(self, seq: Sequence) -> dict:
-        s = sample_schedule(seq.num_frames, (min(self.period_range[0], self.segment_length - 1),
-                                             self.segment_length - 1), [1], 1)
+        gap = self._shared_gap()
+        s = sample_schedule(seq.num_frames, (gap, gap), [1], 1)
         k0, period = s['k0'], s['period']
         # the supervised positions: distinct when the segment is long enough
         out_pos = sorted(random.sample(range(period + 1), self.num_supervised) if period + 1 >= self.num_supervised

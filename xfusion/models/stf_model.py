@@ -78,6 +78,9 @@ class STFModel(EDVRModel):
         self.out_pos = data['out_pos'].to(self.device) if 'out_pos' in data else None
         if 'gt' in data:
             self.gt = data['gt'].to(self.device)
+        if self.out_pos is not None and 'period' in data:  # a batch of segments: no step beyond its longest gap
+            length = int(data['period'].max()) + 1
+            self.lq, self.gt = self.lq[:, :length], self.gt[:, :length]
 
     def _set_tsa_only(self, tsa_only: bool) -> None:
         for name, param in self.net_g.named_parameters():
