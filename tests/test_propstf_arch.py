@@ -130,6 +130,28 @@ def test_a_few_training_steps_lower_the_loss():
     assert max(losses[-5:]) < 0.9 * losses[0]
 
 
+def test_the_denoised_temporal_estimate_keeps_the_key_frame_where_only_noise_changed():
+    rng = np.random.default_rng(0)
+    hr = np.stack([gaussian_filter(rng.random((64, 64)), 1.5)] * 3).astype(np.float32)
+    hr[1, 20:40, 20:40] += 0.3  # something changed here, and nowhere else
+    sigma = 0.02
+    lr = (area_average(hr) + rng.normal(0, sigma, (3, 16, 16))).astype(np.float32)
+    t = [torch.from_numpy(a)[None] for a in (lr[1][None], hr[[0, 2]], lr[[0, 2]], np.array([0.5, 0.5], np.float32))]
+    plain = classical.temporal(*t)[0, 0].numpy()
+    denoised = classical.temporal(*t, sigma_n2=torch.tensor([sigma ** 2]))[0, 0].numpy()
+    def rmse(img, where=np.s_[:, :]):
+        return np.sqrt(np.mean((img - hr[1])[where] ** 2))
+    still, moved = np.s_[:12, :], np.s_[24:36, 24:36]
+    assert rmse(denoised, still) < 0.5 * rmse(plain, still) and rmse(denoised) < rmse(plain)
+    assert np.abs(denoised - hr[1])[moved].mean() < 0.2 * 0.3  # the change is kept
+    # without noise nothing is shrunk
+    clean = [torch.from_numpy(a)[None] for a in (area_average(hr)[1][None].astype(np.float32), hr[[0, 2]],
+                                                 area_average(hr)[[0, 2]].astype(np.float32), t[3][0].numpy())]
+    assert torch.allclose(classical.temporal(*clean, sigma_n2=torch.tensor([0.0])), classical.temporal(*clean))
+    net = small(denoised_temporal=True)
+    assert net.denoised_temporal and not small().denoised_temporal
+
+
 def test_the_torch_classical_estimates_equal_the_baselines_inside_the_frame():
     rng = np.random.default_rng(0)
     hr = np.stack([gaussian_filter(rng.random((160, 160)), 1.5) for _ in range(3)])

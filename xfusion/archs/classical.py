@@ -73,13 +73,21 @@ def bayes(y: torch.Tensor, hq: torch.Tensor, lq_key: torch.Tensor, key_weights: 
 
 
 def temporal(y: torch.Tensor, hq: torch.Tensor, lq_key: torch.Tensor, key_weights: torch.Tensor,
-             window: int = 5, eps: float = 1e-3) -> torch.Tensor:
-    """(B, 1, H, W) STARFM-like estimate at t (``xfusion.baselines.temporal.temporal``, batched)."""
+             window: int = 5, eps: float = 1e-3, sigma_n2: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, 1, H, W) STARFM-like estimate at t (``xfusion.baselines.temporal.temporal``, batched).
+
+    ``sigma_n2`` (B,): the LR noise variance; when given, the LR change is Wiener-shrunk first (by
+    1 - 2 sigma_n2 / its local power, as both frames are noisy), so that where nothing changed the
+    estimate is the key frame, not the key frame plus the upsampled noise of two LR frames."""
     with torch.autocast(y.device.type, enabled=False):
         y, hq, lq_key, key_weights = (x.float() for x in (y, hq, lq_key, key_weights))
         scale = hq.shape[-1] // y.shape[-1]
         diff = y - lq_key  # (B, 2, h, w): the LR change since each key frame
-        pred = hq + F.interpolate(diff, scale_factor=scale, mode='bicubic', align_corners=False)
+        change = diff
+        if sigma_n2 is not None:
+            power = box_mean(diff * diff, window) + 1e-12
+            change = diff * (1 - 2 * sigma_n2.float().reshape(-1, 1, 1, 1) / power).clamp(0, 1)
+        pred = hq + F.interpolate(change, scale_factor=scale, mode='bicubic', align_corners=False)
         weight = key_weights[:, :, None, None] / (box_mean(diff.abs(), window) + eps)
         weight = F.interpolate(weight / weight.sum(dim=1, keepdim=True), scale_factor=scale, mode='bilinear',
                                align_corners=False)

@@ -131,6 +131,8 @@ class PropSTF(STFNetwork):
         context: LR frames read beyond each end of a segment (they help the LR-only variant).
         global_motion: start the flows between neighbours at the translation of the whole frame, measured
             classically (``global_motion.global_shift``); the flow network learns the local motion on top.
+        denoised_temporal: the temporal source's LR change Wiener-shrunk by the estimated LR noise
+            (``classical.temporal(sigma_n2=...)``): under shot noise it is the key frame where nothing moved.
     """
     kind = 'segment'
 
@@ -147,7 +149,8 @@ class PropSTF(STFNetwork):
                  hr_encoder: str = 'unshuffle',
                  sources: list[str] | tuple[str, ...] = SOURCES,
                  context: int = 0,
-                 global_motion: bool = False):
+                 global_motion: bool = False,
+                 denoised_temporal: bool = False):
         super().__init__(num_frame=1, num_frame_hi=num_frame_hi, center_frame_idx=0)
         if num_frame_hi not in (0, 2):
             raise ValueError(f'num_frame_hi must be 2 (key frames at both ends) or 0 (LR-only), got {num_frame_hi}')
@@ -157,6 +160,7 @@ class PropSTF(STFNetwork):
             raise ValueError(f'sources must be a non-empty subset of {SOURCES}, got {list(sources)}')
         self.context = context
         self.global_motion = global_motion
+        self.denoised_temporal = denoised_temporal
         self.flow = FlowEstimator(flow_feat, flow_levels)
         self.feat_extract = ConvResidualBlocks(num_in_ch, num_feat, 1)
         if self.uses_keys:
@@ -338,7 +342,8 @@ class PropSTF(STFNetwork):
                 warped = torch.cat([warped0, warped1], 1)
                 out[name] = classical.bayes(lq_t, warped, F.avg_pool2d(warped, self.scale), weights, sigma_n2)
             elif name == 'temporal':
-                out[name] = classical.temporal(lq_t, torch.cat([hr0, hr1], 1), lq_keys, weights)
+                out[name] = classical.temporal(lq_t, torch.cat([hr0, hr1], 1), lq_keys, weights,
+                                               sigma_n2=sigma_n2 if self.denoised_temporal else None)
             else:
                 out[name] = up
         return {name: out[name] for name in self.sources}
