@@ -130,7 +130,7 @@ class PropSTF(STFNetwork):
         sources: what the base blends (a subset of SOURCES; the LR-only variant uses 'lr' alone).
         context: LR frames read beyond each end of a segment (they help the LR-only variant).
         global_motion: start the flows between neighbours at the translation of the whole frame, measured
-            classically (``global_motion.global_shift``); the flow network learns the local motion on top.
+            classically (``global_motion.shifts_to_reference``); the flow network learns the local motion on top.
         denoised_temporal: the temporal source's LR change Wiener-shrunk by the estimated LR noise
             (``classical.temporal(sigma_n2=...)``): under shot noise it is the key frame where nothing moved.
     """
