@@ -52,6 +52,28 @@ def test_configured_loss_and_dcn_lr_mul(tmp_path):
     assert len(groups[1]['params']) == len(dcn_names) > 0
 
 
+def test_flow_lr_mul_scales_only_the_flow_estimator_and_zero_holds_it(tmp_path):
+    opt = model_opt(tmp_path, flow_lr_mul=0.0, flow_opt={'type': 'CharbonnierLoss', 'loss_weight': 1.0})
+    opt['network_g'] = dict(type='PropSTF', num_feat=8, flow_feat=8, num_feat_up=8, global_motion=True)
+    model = build_model(opt)
+    groups = model.optimizer_g.param_groups
+    assert [g['lr'] for g in groups] == [1e-3, 0.0]
+    flow = {id(p) for p in model.net_g.flow.parameters()}
+    assert {id(p) for p in groups[1]['params']} == flow
+    before = {n: p.detach().clone() for n, p in model.net_g.named_parameters()}
+    torch.manual_seed(0)
+    gt = torch.rand(2, 5, 1, 32, 32)
+    data = {'lq': torch.nn.functional.avg_pool2d(gt.flatten(0, 1), 4).unflatten(0, (2, 5)), 'hq': gt[:, [0, 4]],
+            'key_pos': torch.tensor([[0, 4]] * 2), 'out_pos': torch.tensor([[1, 3]] * 2), 'gt': gt}
+    for it in range(1, 4):
+        model.feed_data(data)
+        model.optimize_parameters(it)
+    changed = {n for n, p in model.net_g.named_parameters() if not torch.equal(p, before[n])}
+    assert changed and not any(n.startswith('flow.') for n in changed)
+    with pytest.raises(ValueError, match='no flow module'):
+        build_model(model_opt(tmp_path, flow_lr_mul=0.1))  # EDVRSTF aligns with DCN, not a flow network
+
+
 def test_tsa_iter_trains_only_the_fusion_module_first(tmp_path):
     model = build_model(model_opt(tmp_path, tsa_iter=3))
     before = {n: p.detach().clone() for n, p in model.net_g.named_parameters()}

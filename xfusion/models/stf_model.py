@@ -34,7 +34,8 @@ class STFModel(EDVRModel):
     ``out_pos`` (B,M) the loss compares at.
 
     Keeps EDVRModel's ``dcn_lr_mul`` (DCN parameters at a multiple of the learning rate) and
-    ``tsa_iter`` (only the fusion module trains for the first tsa_iter iterations). The pixel
+    ``tsa_iter`` (only the fusion module trains for the first tsa_iter iterations), and takes BasicVSR's
+    ``flow_lr_mul`` (the network's flow estimator, its ``flow`` module, at a multiple). The pixel
     loss is ``train.pixel_opt`` (Charbonnier when absent); for networks that warp key frames
     (segment networks), ``train.warp_opt`` adds the same kind of loss on the key frames warped to
     the supervised positions, and ``train.flow_opt`` one on each frame of the segment warped from the
@@ -59,6 +60,29 @@ class STFModel(EDVRModel):
             return DistributedDataParallel(net.to(self.device),
                                            find_unused_parameters=self.opt.get('find_unused_parameters', False))
         return super().model_to_device(net)
+
+    def setup_optimizers(self) -> None:
+        """One Adam over every parameter, in one group per learning-rate multiple (``dcn_lr_mul``,
+        ``flow_lr_mul``); 0 holds those parameters at their initial values (a flow that starts at the
+        classical global motion keeps it)."""
+        train_opt = self.opt['train']
+        lr = train_opt['optim_g']['lr']
+        dcn_mul, flow_mul = train_opt.get('dcn_lr_mul', 1), train_opt.get('flow_lr_mul', 1)
+        flow = getattr(self.get_bare_model(self.net_g), 'flow', None)
+        flow_ids = {id(p) for p in flow.parameters()} if isinstance(flow, torch.nn.Module) else set()
+        if flow_mul != 1 and not flow_ids:
+            raise ValueError(f"train.flow_lr_mul is {flow_mul}, but {self.opt['network_g']['type']} "
+                             'has no flow module')
+        groups = defaultdict(list)
+        for name, param in self.net_g.named_parameters():
+            groups[flow_mul if id(param) in flow_ids else dcn_mul if 'dcn' in name else 1].append(param)
+        get_root_logger().info(f'Learning rate multiples: dcn {dcn_mul}, flow {flow_mul}.')
+        optim_params = [{'params': params, 'lr': lr * mul} for mul, params in
+                        sorted(groups.items(), key=lambda group: group[0] != 1)]  # the plain ones first
+        optim_opt = dict(train_opt['optim_g'])
+        optim_type = optim_opt.pop('type')
+        self.optimizer_g = self.get_optimizer(optim_type, optim_params, **optim_opt)
+        self.optimizers.append(self.optimizer_g)
 
     def init_training_settings(self):
         train_opt = self.opt['train']
