@@ -5,7 +5,7 @@ from basicsr.archs.arch_util import flow_warp
 from scipy.ndimage import gaussian_filter
 
 import xfusion  # noqa: F401  (the BasicSR adjustments)
-from xfusion.archs.global_motion import global_shift, phase_correlation, prefer_still
+from xfusion.archs.global_motion import global_shift, phase_correlation, prefer_still, shifts_to_reference
 from xfusion.archs.propstf_arch import PropSTF
 from xfusion.camera import area_average
 
@@ -54,6 +54,22 @@ def test_a_static_noisy_frame_stays_in_place_and_a_moving_one_moves():
     moved = shifted(big, 1.5, 0.5)[..., 16:80, 16:80]
     shift = global_shift(noisy, moved)
     assert torch.equal(prefer_still(noisy, moved, shift, zero, 0.1), shift)
+
+
+def test_far_from_the_reference_the_shifts_between_neighbours_lead_the_estimate():
+    # the sample moves 0.7 px right and 0.3 px down per frame (14 and 6 px over the segment, on a
+    # 32x32 frame) behind a band that stays in place: against the reference alone, phase correlation
+    # locks onto the band at the far end; the running sum of the steps between neighbours does not
+    big, n = texture(96), 21
+    moved = torch.tensor([[0.7 * t, 0.3 * t] for t in range(n)])
+    frames = torch.stack([shifted(big, x, y)[..., 32:64, 32:64] for x, y in moved.tolist()], 1)
+    frames[..., 24:32, :] = texture(64, seed=1)[..., :8, :32][:, None]
+    ref = frames[:, 0]
+    assert (phase_correlation(ref, frames[:, -1])[0] + moved[-1]).abs().max() > 5  # the wrong peak
+    shifts = shifts_to_reference(frames, ref, torch.tensor([0]), 0.1)[0]  # flow_warp(ref, shift) ~ frame
+    assert (shifts + moved).abs().max() < 0.6
+    from_end = shifts_to_reference(frames, frames[:, -1], torch.tensor([n - 1]), 0.1)[0]  # the other direction
+    assert (from_end + moved - moved[-1]).abs().max() < 0.6
 
 
 def test_with_global_motion_an_untrained_network_warps_a_translating_segment():

@@ -9,7 +9,7 @@ from scipy.ndimage import gaussian_filter
 
 from helpers import moving_scene, run_script, training_options, workspace, write_pair_sequence
 from xfusion.archs import classical
-from xfusion.archs.propstf_arch import PropSTF, noise_level
+from xfusion.archs.propstf_arch import PropSTF
 from xfusion.baselines import bayes, estimate_noise_var, estimate_noise_var_temporal, temporal
 from xfusion.camera import area_average
 from xfusion.data.sequence_io import read_frame
@@ -62,25 +62,6 @@ def test_at_the_start_the_flows_are_zero_and_a_key_frame_warps_to_itself():
     assert torch.allclose(aux['key0'][0, 0], hq[0, 0], atol=1e-5)
     assert torch.allclose(aux['key1'][0, 2], hq[0, 1], atol=1e-5)
     assert set(aux) >= {'key0', 'key1', 'bayes', 'bayes_warped', 'temporal', 'lr'}
-
-
-def test_the_noise_aware_blend_starts_as_the_plain_one_and_reads_the_noise_level():
-    lr, hr = scene()
-    lq, hq = torch.from_numpy(lr)[None, :, None], torch.from_numpy(hr[[0, 10]])[None, :, None]
-    key_pos, out_pos = torch.tensor([[0, 10]]), torch.tensor([[3, 6]])
-    plain, aware = small(), small(noise_aware_blend=True)
-    assert aware.blend_logits.in_channels == plain.blend_logits.in_channels + 1
-    aware.load_state_dict({k: v for k, v in plain.state_dict().items() if k != 'blend_logits.weight'}, strict=False)
-    with torch.no_grad():
-        aware.blend_logits.weight[:, :-1] = plain.blend_logits.weight
-        assert torch.equal(aware(lq, hq, key_pos, out_pos), plain(lq, hq, key_pos, out_pos))
-        aware.blend_logits.weight[:, -1] = 0
-        aware.blend_logits.weight[aware.sources.index('lr'), -1, 1, 1] = 50.0  # noisy: all to the 'lr' source
-        noisy = torch.from_numpy(lr + 0.05 * np.random.default_rng(0).standard_normal(lr.shape).astype(np.float32))
-        out, aux = aware(noisy[None, :, None], hq, key_pos, out_pos, return_aux=True)
-        assert torch.allclose(out, aux['lr'], atol=1e-4)  # the residual starts at zero
-    levels = noise_level(torch.tensor([0.0, 1e-4, 1e-3, 1e-2]))
-    assert torch.all(levels[1:] > levels[:-1]) and levels[0] < -2 and levels[2] > 0.5
 
 
 @pytest.mark.parametrize('global_motion', [False, True])

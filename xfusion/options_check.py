@@ -30,7 +30,7 @@ SECTIONS = {
     'path': {'pretrain_network_g', 'strict_load_g', 'param_key_g', 'resume_state', 'ignore_resume_networks',
              'experiments_root', 'models', 'training_states', 'log', 'visualization', 'results_root'},
     'train': {'ema_decay', 'optim_g', 'scheduler', 'total_iter', 'warmup_iter', 'pixel_opt', 'perceptual_opt',
-              'tsa_iter', 'dcn_lr_mul', 'flow_lr_mul', 'warp_opt', 'flow_opt'},
+              'tsa_iter', 'dcn_lr_mul', 'flow_lr_mul', 'lr_mul', 'warp_opt', 'flow_opt'},
     'val': {'val_freq', 'save_img', 'metrics', 'suffix', 'pbar', 'cached', 'batch', 'precision'},
     'logger': {'print_freq', 'save_checkpoint_freq', 'use_tb_logger', 'wandb'},
     'dist_params': {'backend', 'port'},

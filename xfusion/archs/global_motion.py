@@ -113,16 +113,37 @@ def shifts_to_reference(frames: torch.Tensor, ref: torch.Tensor, ref_pos: torch.
                         still_margin: float) -> torch.Tensor:
     """(B, N, 1, h, w) frames, (B, 1, h, w) a reference taken at positions ref_pos (B,) -> (B, N, 2): each
     frame's shift against the reference (``global_shift``), or the shift measured at ref_pos itself where
-    that explains the frame as well (``prefer_still``). The reference's texture is computed once."""
+    that explains the frame as well (``prefer_still``). The reference's texture is computed once.
+
+    Far from the reference the sample has moved by many pixels and phase correlation against it can
+    lock onto the wrong peak (little overlap, moving parts); the shifts between neighbours are small
+    and reliable, so their running sum is a second start for the Gauss-Newton steps against the
+    reference (which remove what the sum accumulated), and each frame keeps the start whose result
+    fits it better."""
     b, n = frames.shape[:2]
+    rows = torch.arange(b, device=ref_pos.device)
     with torch.no_grad(), torch.autocast(frames.device.type, enabled=False):
-        flat, ref = frames.flatten(0, 1).float(), ref.float()
+        frames, ref = frames.float(), ref.float()
+        flat = frames.flatten(0, 1)
 
         def repeated(x):
             return x[:, None].expand(b, n, *x.shape[1:]).flatten(0, 1)
         flat_texture, ref_texture = _high_pass(flat), repeated(_high_pass(ref))
-        shifts = refine_shift(flat_texture, ref_texture, phase_correlation(flat, repeated(ref)))
-        still = shifts.unflatten(0, (b, n))[torch.arange(b, device=ref_pos.device), ref_pos]  # (B, 2)
+        direct = refine_shift(flat_texture, ref_texture, phase_correlation(flat, repeated(ref)))
+        shifts = direct
+        if n > 1:
+            textures = flat_texture.unflatten(0, (b, n))
+            later, earlier = textures[:, 1:].flatten(0, 1), textures[:, :-1].flatten(0, 1)
+            steps = refine_shift(later, earlier, phase_correlation(frames[:, 1:].flatten(0, 1),
+                                                                    frames[:, :-1].flatten(0, 1)))
+            summed = torch.cat([steps.new_zeros(b, 1, 2), steps.unflatten(0, (b, n - 1)).cumsum(1)], 1)
+            at_ref = direct.unflatten(0, (b, n))[rows, ref_pos]  # (B, 2)
+            start = (summed - summed[rows, ref_pos][:, None] + at_ref[:, None]).flatten(0, 1)
+            tracked = refine_shift(flat_texture, ref_texture, start)
+            closer = _misfit(flat_texture, ref_texture, tracked) < _misfit(flat_texture, ref_texture, direct,
+                                                                           like=tracked)
+            shifts = torch.where(closer[:, None], tracked, direct)
+        still = shifts.unflatten(0, (b, n))[rows, ref_pos]  # (B, 2)
         chosen = _prefer_still(flat_texture, ref_texture, shifts, repeated(still), still_margin)
         return chosen.unflatten(0, (b, n))
 

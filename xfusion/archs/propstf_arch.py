@@ -133,9 +133,6 @@ class PropSTF(STFNetwork):
             classically (``global_motion.shifts_to_reference``); the flow network learns the local motion on top.
         denoised_temporal: the temporal source's LR change Wiener-shrunk by the estimated LR noise
             (``classical.temporal(sigma_n2=...)``): under shot noise it is the key frame where nothing moved.
-        noise_aware_blend: the blend also reads the LR noise level the classical sources estimate
-            (``noise_level``): which source is best depends on it (with clean LR frames the temporal
-            estimate, with noisy ones the Bayesian), and a small network learns that slowly from its features.
     """
     kind = 'segment'
 
@@ -153,8 +150,7 @@ class PropSTF(STFNetwork):
                  sources: list[str] | tuple[str, ...] = SOURCES,
                  context: int = 0,
                  global_motion: bool = False,
-                 denoised_temporal: bool = False,
-                 noise_aware_blend: bool = False):
+                 denoised_temporal: bool = False):
         super().__init__(num_frame=1, num_frame_hi=num_frame_hi, center_frame_idx=0)
         if num_frame_hi not in (0, 2):
             raise ValueError(f'num_frame_hi must be 2 (key frames at both ends) or 0 (LR-only), got {num_frame_hi}')
@@ -165,7 +161,6 @@ class PropSTF(STFNetwork):
         self.context = context
         self.global_motion = global_motion
         self.denoised_temporal = denoised_temporal
-        self.noise_aware_blend = noise_aware_blend and len(self.sources) > 1
         self.flow = FlowEstimator(flow_feat, flow_levels)
         self.feat_extract = ConvResidualBlocks(num_in_ch, num_feat, 1)
         if self.uses_keys:
@@ -181,8 +176,8 @@ class PropSTF(STFNetwork):
         nn.init.zeros_(self.conv_last.bias)
         if len(self.sources) > 1:
             n = len(self.sources)
-            self.blend_logits = nn.Conv2d(num_feat + n + int(self.noise_aware_blend), n, 3, 1, 1)
-            nn.init.zeros_(self.blend_logits.weight)  # the noise level's too: learned
+            self.blend_logits = nn.Conv2d(num_feat + n, n, 3, 1, 1)
+            nn.init.zeros_(self.blend_logits.weight)
             with torch.no_grad():
                 self.blend_logits.bias.copy_(torch.tensor([SOURCE_BIAS[s] for s in self.sources]))
                 for i in range(n):
@@ -301,28 +296,23 @@ class PropSTF(STFNetwork):
         x = torch.cat([_gather(state.forward_feats, out_pos), _gather(state.backward_feats, out_pos),
                        _gather(state.feats, out_pos)], 2).flatten(0, 1)
         feat = self.decoder(self.lrelu(self.fusion(x)))
-        sources, sigma_n2 = self.source_images(state, out_pos, lq_t)
+        sources = self.source_images(state, out_pos, lq_t)
         if len(sources) == 1:
             base = next(iter(sources.values()))
         else:
             stacked = torch.stack(list(sources.values()), 1)  # (BM, S, C, H, W)
             disagreement = torch.cat([_disagreement(img, lq_t, self.scale) for img in sources.values()], 1)
-            inputs = [feat, disagreement]
-            if self.noise_aware_blend:
-                inputs.append(noise_level(sigma_n2)[:, None, None, None].expand(-1, 1, *feat.shape[-2:]))
-            weights = torch.softmax(self.blend_logits(torch.cat(inputs, 1)), dim=1)
+            weights = torch.softmax(self.blend_logits(torch.cat([feat, disagreement], 1)), dim=1)
             weights = F.interpolate(weights, scale_factor=self.scale, mode='bilinear', align_corners=False)
             base = (weights.unsqueeze(2) * stacked).sum(dim=1)
         out = (base + self.upsample_x4(feat)).unflatten(0, (b, m))
         return (out, {k: v.unflatten(0, (b, m)) for k, v in sources.items()}) if return_sources else out
 
-    def source_images(self, state: SegmentState, out_pos: torch.Tensor,
-                      lq_t: torch.Tensor) -> tuple[dict, torch.Tensor | None]:
-        """The images the base blends, each (BM, C, 4h, 4w), and the LR noise variance (BM,) they assumed
-        (None without key frames)."""
+    def source_images(self, state: SegmentState, out_pos: torch.Tensor, lq_t: torch.Tensor) -> dict:
+        """The images the base blends, each (BM, C, 4h, 4w)."""
         up = F.interpolate(lq_t, scale_factor=self.scale, mode='bicubic', align_corners=False)
         if not self.uses_keys:
-            return {'lr': up}, None
+            return {'lr': up}
         b, m = out_pos.shape
         prev_key, next_key = _gather(state.prev_key, out_pos), _gather(state.next_key, out_pos)  # (B, M)
         has_prev, has_next = prev_key >= 0, next_key >= 0
@@ -356,14 +346,7 @@ class PropSTF(STFNetwork):
                                                sigma_n2=sigma_n2 if self.denoised_temporal else None)
             else:
                 out[name] = up
-        return {name: out[name] for name in self.sources}, sigma_n2
-
-
-def noise_level(sigma_n2: torch.Tensor) -> torch.Tensor:
-    """An LR noise variance (in units of the full intensity range squared) on a scale of about one: on the
-    synthetic validation sequences -1.7 to -1.2 for clean frames (the estimate's floor), 0.8 for shot noise
-    at b0 = 1000 photons per pixel, 1.7 at b0 = 100."""
-    return torch.log10(sigma_n2.float() + 1e-7) + 4
+        return {name: out[name] for name in self.sources}
 
 
 def _warp_hr(img: torch.Tensor, flow_lr: torch.Tensor, scale: int) -> torch.Tensor:

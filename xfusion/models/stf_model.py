@@ -62,21 +62,30 @@ class STFModel(EDVRModel):
         return super().model_to_device(net)
 
     def setup_optimizers(self) -> None:
-        """One Adam over every parameter, in one group per learning-rate multiple (``dcn_lr_mul``,
-        ``flow_lr_mul``); 0 holds those parameters at their initial values (a flow that starts at the
-        classical global motion keeps it)."""
+        """One Adam over every parameter, in one group per learning-rate multiple: ``dcn_lr_mul`` (EDVR's
+        DCN parameters), ``flow_lr_mul`` (BasicVSR's: the ``flow`` module) and ``lr_mul``, a mapping from
+        the names of the network's modules to multiples (``{blend_logits: 10}``); 0 holds those
+        parameters at their initial values (a flow that starts at the classical global motion keeps it)."""
         train_opt = self.opt['train']
         lr = train_opt['optim_g']['lr']
-        dcn_mul, flow_mul = train_opt.get('dcn_lr_mul', 1), train_opt.get('flow_lr_mul', 1)
-        flow = getattr(self.get_bare_model(self.net_g), 'flow', None)
-        flow_ids = {id(p) for p in flow.parameters()} if isinstance(flow, torch.nn.Module) else set()
-        if flow_mul != 1 and not flow_ids:
-            raise ValueError(f"train.flow_lr_mul is {flow_mul}, but {self.opt['network_g']['type']} "
-                             'has no flow module')
+        dcn_mul = train_opt.get('dcn_lr_mul', 1)
+        module_muls = {'flow': train_opt.get('flow_lr_mul', 1), **(train_opt.get('lr_mul') or {})}
+        bare = self.get_bare_model(self.net_g)
+        mul_of = {}  # id(param) -> multiple
+        for module_name, mul in module_muls.items():
+            module = getattr(bare, module_name, None)
+            if not isinstance(module, torch.nn.Module):
+                if mul != 1:
+                    option = 'flow_lr_mul' if module_name == 'flow' else f'lr_mul.{module_name}'
+                    raise ValueError(f"train.{option} is {mul}, but {self.opt['network_g']['type']} "
+                                     f'has no {module_name} module')
+                continue
+            mul_of.update({id(p): mul for p in module.parameters()})
         groups = defaultdict(list)
         for name, param in self.net_g.named_parameters():
-            groups[flow_mul if id(param) in flow_ids else dcn_mul if 'dcn' in name else 1].append(param)
-        get_root_logger().info(f'Learning rate multiples: dcn {dcn_mul}, flow {flow_mul}.')
+            groups[mul_of.get(id(param), dcn_mul if 'dcn' in name else 1)].append(param)
+        shown = ', '.join(f'{name} {mul}' for name, mul in {'dcn': dcn_mul, **module_muls}.items())
+        get_root_logger().info(f'Learning rate multiples: {shown}.')
         optim_params = [{'params': params, 'lr': lr * mul} for mul, params in
                         sorted(groups.items(), key=lambda group: group[0] != 1)]  # the plain ones first
         optim_opt = dict(train_opt['optim_g'])
