@@ -68,7 +68,7 @@ def test_at_the_start_the_flows_are_zero_and_a_key_frame_warps_to_itself():
 def test_a_padded_segment_gives_what_the_unpadded_one_gives(global_motion):
     # training pads segments of a batch to one length: the padding must not leak into the positions before it
     lr, hr = scene(frames=8, size=(16, 16))
-    net = perturbed(small(global_motion=global_motion))
+    net = perturbed(small(global_motion=global_motion, still_gate=global_motion))
     lq = torch.from_numpy(lr)[None, :, None]
     hq = torch.from_numpy(hr[[0, 7]])[None, :, None]
     padded = torch.cat([lq, lq[:, -1:].expand(1, 3, -1, -1, -1)], 1)  # positions 8..10 repeat frame 7
@@ -83,7 +83,7 @@ def test_a_padded_segment_gives_what_the_unpadded_one_gives(global_motion):
 @pytest.mark.parametrize('global_motion', [False, True])
 def test_one_key_frame_at_either_end(global_motion):
     lr, hr = scene(frames=6)
-    net = perturbed(small(global_motion=global_motion))
+    net = perturbed(small(global_motion=global_motion, still_gate=global_motion))
     lq = torch.from_numpy(lr)[None, :, None]
     for pos in (0, 5):
         hq = torch.from_numpy(hr[[pos, pos]])[None, :, None]
@@ -95,7 +95,7 @@ def test_one_key_frame_at_either_end(global_motion):
 @pytest.mark.parametrize('global_motion', [False, True])
 def test_segment_inference_runs_each_segment_once_and_matches_the_forward(global_motion):
     lr, hr = scene(frames=23)
-    net = perturbed(small(global_motion=global_motion))
+    net = perturbed(small(global_motion=global_motion, still_gate=global_motion))
     reads = []
     source = FrameSource(lambda t: reads.append(t) or lr[t], lambda k: hr[k], KeySchedule.every(5, 23, offset=2), 1)
     out = list(SequenceInference(net, batch=3).run(source))
@@ -150,6 +150,36 @@ def test_the_denoised_temporal_estimate_keeps_the_key_frame_where_only_noise_cha
     assert torch.allclose(classical.temporal(*clean, sigma_n2=torch.tensor([0.0])), classical.temporal(*clean))
     net = small(denoised_temporal=True)
     assert net.denoised_temporal and not small().denoised_temporal
+
+
+def test_the_still_gate_hands_unchanged_pixels_to_the_temporal_source_and_moving_ones_to_the_blend():
+    rng = np.random.default_rng(0)
+    still = gaussian_filter(rng.random((64, 64)), 1.5).astype(np.float32)
+    hr = np.stack([still] * 9)
+    for t in range(9):  # the right half changes from frame to frame; the left half stands still
+        hr[t, :, 32:] = gaussian_filter(rng.random((64, 32)), 1.0) * 0.6 + 0.2
+    lq, hq = torch.from_numpy(area_average(hr))[None, :, None], torch.from_numpy(hr[[0, 8]])[None, :, None]
+    key_pos, pos = torch.tensor([[0, 8]]), torch.tensor([[4]])
+    nets = {gate: small(still_gate=gate, global_motion=True) for gate in (False, True)}
+    for net in nets.values():  # a blend that takes the upsampled LR frame everywhere
+        with torch.no_grad():
+            net.blend_logits.bias.copy_(torch.tensor([60.0 if s == 'lr' else 0.0 for s in net.sources]))
+    with torch.no_grad():
+        out = {gate: net(lq, hq, key_pos, pos, return_aux=True) for gate, net in nets.items()}
+    truth = torch.from_numpy(hr[4])
+    gated, (plain, sources) = out[True][0][0, 0, 0], (out[False][0][0, 0, 0], out[False][1])
+    left, right = np.s_[4:60, 4:24], np.s_[4:60, 44:60]
+    assert torch.allclose(plain, sources['lr'][0, 0, 0], atol=1e-5)  # no gate: the blend's choice
+    assert (gated - truth)[left].abs().max() < 0.1 * (plain - truth)[left].abs().max()  # the still key frame
+    assert torch.allclose(gated[right], plain[right], atol=0.02)  # where it changed, the blend's choice
+    # the whole sample moving 2 LR pixels per frame: nothing is still, the gate stays shut
+    moving = np.stack([np.roll(still, 8 * t, axis=1) for t in range(9)])
+    lq, hq = torch.from_numpy(area_average(moving))[None, :, None], torch.from_numpy(moving[[0, 8]])[None, :, None]
+    with torch.no_grad():
+        shut, aux = nets[True](lq, hq, key_pos, pos, return_aux=True)
+    assert torch.allclose(shut[0, 0, 0][8:-8, 8:-8], aux['lr'][0, 0, 0][8:-8, 8:-8], atol=0.02)
+    with pytest.raises(ValueError, match='temporal'):
+        small(still_gate=True, sources=['key0', 'key1', 'bayes'])
 
 
 def test_the_torch_classical_estimates_equal_the_baselines_inside_the_frame():

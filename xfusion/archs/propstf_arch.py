@@ -23,6 +23,13 @@ at the ends of a sequence, none for the LR-only variant), and gives the HR frame
    from each source's disagreement with the LR frame at t (its 4x4 area average against the frame the
    LR camera recorded). At the start it is the Bayesian estimate: the network begins where classical
    fusion is, and learns where to do better.
+4. **A still gate** (``still_gate``). Every source but the warped key frames agrees with the LR frame
+   by construction, so the disagreement cannot say where the temporal source (the key frame plus the
+   upsampled LR change: exact where nothing changed) is the one to take, and the propagated features,
+   trained on scenes that mostly move, favour the warped key frames also where the sample stands still
+   (there a warp off by a tenth of an LR pixel costs 10 dB). The gate reads evidence only (how much the
+   LR frame changed since the key frames beyond the noise, the disagreements, how far the whole frame
+   moved) and hands the pixel to the temporal source where nothing moved.
 
 ``forward(lq, hq, key_pos, out_pos)``: ``lq`` (B, N, C, h, w) the segment's LR frames, ``hq`` (B, K, C,
 4h, 4w) its key frames, ``key_pos`` (B, K) their positions in the segment, ``out_pos`` (B, M) the positions
@@ -49,6 +56,9 @@ SOURCES = ('key0', 'key1', 'bayes', 'bayes_warped', 'temporal', 'lr')
 SOURCE_BIAS = {'bayes': 3.0, 'bayes_warped': 0.0, 'key0': -1.0, 'key1': -1.0, 'temporal': 0.0, 'lr': -2.0}
 DISAGREEMENT_GAIN = 40.0  # initial logit drop per unit of a source's disagreement with the LR frame
 STILL_MARGIN = 0.1  # no motion unless a shift explains a frame >10% better (chosen on the validation sequences)
+# still_gate: initial logit of the gate, and its drop per unit of LR change beyond the noise and per LR pixel
+# of whole-frame motion since the nearer key frame
+STILL_GATE_BIAS, STILL_GATE_CHANGE_GAIN, STILL_GATE_SHIFT_GAIN = 4.0, 300.0, 8.0
 
 
 class FlowEstimator(nn.Module):
@@ -108,6 +118,7 @@ class SegmentState:
     prev_key: torch.Tensor
     next_key: torch.Tensor
     step_flows: torch.Tensor | None
+    sample_motion: torch.Tensor | None = None  # (B, N) LR pixels the whole frame moved since the nearer key frame
 
 
 def _gather(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
@@ -133,6 +144,8 @@ class PropSTF(STFNetwork):
             classically (``global_motion.shifts_to_reference``); the flow network learns the local motion on top.
         denoised_temporal: the temporal source's LR change Wiener-shrunk by the estimated LR noise
             (``classical.temporal(sigma_n2=...)``): under shot noise it is the key frame where nothing moved.
+        still_gate: the temporal source where neither the LR frame changed nor the sample moved (item 4 of
+            the module docstring); with ``global_motion``, the gate also reads the whole frame's motion.
     """
     kind = 'segment'
 
@@ -150,7 +163,8 @@ class PropSTF(STFNetwork):
                  sources: list[str] | tuple[str, ...] = SOURCES,
                  context: int = 0,
                  global_motion: bool = False,
-                 denoised_temporal: bool = False):
+                 denoised_temporal: bool = False,
+                 still_gate: bool = False):
         super().__init__(num_frame=1, num_frame_hi=num_frame_hi, center_frame_idx=0)
         if num_frame_hi not in (0, 2):
             raise ValueError(f'num_frame_hi must be 2 (key frames at both ends) or 0 (LR-only), got {num_frame_hi}')
@@ -161,6 +175,9 @@ class PropSTF(STFNetwork):
         self.context = context
         self.global_motion = global_motion
         self.denoised_temporal = denoised_temporal
+        if still_gate and 'temporal' not in self.sources:
+            raise ValueError('still_gate hands pixels to the temporal source: it needs temporal among the sources')
+        self.use_still_gate = still_gate
         self.flow = FlowEstimator(flow_feat, flow_levels)
         self.feat_extract = ConvResidualBlocks(num_in_ch, num_feat, 1)
         if self.uses_keys:
@@ -182,6 +199,13 @@ class PropSTF(STFNetwork):
                 self.blend_logits.bias.copy_(torch.tensor([SOURCE_BIAS[s] for s in self.sources]))
                 for i in range(n):
                     self.blend_logits.weight[i, num_feat + i, 1, 1] = -DISAGREEMENT_GAIN
+        if still_gate:  # reads the sources' disagreements and the LR change
+            n = len(self.sources)
+            self.still_gate = nn.Conv2d(n + 1, 1, 3, 1, 1)
+            nn.init.zeros_(self.still_gate.weight)
+            with torch.no_grad():
+                self.still_gate.bias.fill_(STILL_GATE_BIAS)
+                self.still_gate.weight[0, n, 1, 1] = -STILL_GATE_CHANGE_GAIN
 
     # ---- the segment protocol -------------------------------------------------------------------
     def forward(self, lq: torch.Tensor, hq: torch.Tensor | None = None, key_pos: torch.Tensor | None = None,
@@ -216,13 +240,13 @@ class PropSTF(STFNetwork):
                 raise ValueError(f'key_pos must give a position in 0..{n - 1} for each of the {hq.shape[1]} key frames')
 
     def global_steps(self, lq: torch.Tensor, hq: torch.Tensor | None,
-                     key_pos: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+                     key_pos: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(B*(N-1), 2) twice: the translation from each position to the one after it, and back, for the
         forward branch measured against the first key frame, for the backward branch against the last
         (at the LR camera's resolution: clean, unlike an LR frame); the first LR frame without key frames.
         Each frame is measured directly against the reference, not chained: the steps between neighbours
         are differences of these, so they sum to the shift between any two positions without
-        accumulating each step's error."""
+        accumulating each step's error. Third, (B, N): how far each position moved since the nearer key frame."""
         if self.uses_keys:
             forward = shifts_to_reference(lq, F.avg_pool2d(hq[:, 0], self.scale), key_pos[:, 0], STILL_MARGIN)
             if torch.equal(key_pos[:, 0], key_pos[:, -1]):  # one key frame (a sequence's end): both branches alike
@@ -232,17 +256,27 @@ class PropSTF(STFNetwork):
         else:
             forward = backward = shifts_to_reference(lq, lq[:, 0], lq.new_zeros(lq.shape[0], dtype=torch.long),
                                                      STILL_MARGIN)
+        rows = torch.arange(lq.shape[0], device=lq.device)
+        ref0 = key_pos[:, 0] if self.uses_keys else torch.zeros_like(rows)
+        ref1 = key_pos[:, -1] if self.uses_keys else ref0
+        moved = torch.minimum((forward - forward[rows, ref0][:, None]).norm(dim=2),
+                              (backward - backward[rows, ref1][:, None]).norm(dim=2))
         # warp(frame i, g[i+1] - g[i]) ~ frame i+1
-        return (forward[:, 1:] - forward[:, :-1]).flatten(0, 1), (backward[:, :-1] - backward[:, 1:]).flatten(0, 1)
+        return ((forward[:, 1:] - forward[:, :-1]).flatten(0, 1), (backward[:, :-1] - backward[:, 1:]).flatten(0, 1),
+                moved)
 
     def propagate(self, lq: torch.Tensor, hq: torch.Tensor | None, key_pos: torch.Tensor | None) -> SegmentState:
         """Features, flows and both propagation branches of a segment (see SegmentState)."""
         self.check_segment(lq, hq, key_pos)
         b, n, c, h, w = lq.shape
         feats = self.feat_extract(lq.flatten(0, 1)).unflatten(0, (b, n))
+        sample_motion = None
         if n > 1:  # flows between neighbours, both directions, all pairs at once
             cur, prev = lq[:, 1:].flatten(0, 1), lq[:, :-1].flatten(0, 1)
-            init = torch.cat(self.global_steps(lq, hq, key_pos)) if self.global_motion else None
+            init = None
+            if self.global_motion:
+                *steps, sample_motion = self.global_steps(lq, hq, key_pos)
+                init = torch.cat(steps)
             # one call for both directions: position i+1 -> i, then i -> i+1
             to_prev, to_next = self.flow(torch.cat([cur, prev]), torch.cat([prev, cur]), init).chunk(2)
             to_prev, to_next = to_prev.unflatten(0, (b, n - 1)), to_next.unflatten(0, (b, n - 1))
@@ -287,7 +321,8 @@ class PropSTF(STFNetwork):
         fwd, flow_prev, prev_key = branch(range(n), fwd_flows, self.forward_trunk, inject_f)
         bwd, flow_next, next_key = branch(range(n - 1, -1, -1), bwd_flows, self.backward_trunk, inject_b)
         step_flows = torch.stack(to_prev, 1) if n > 1 else None
-        return SegmentState(lq, hq, key_pos, feats, fwd, bwd, flow_prev, flow_next, prev_key, next_key, step_flows)
+        return SegmentState(lq, hq, key_pos, feats, fwd, bwd, flow_prev, flow_next, prev_key, next_key, step_flows,
+                            sample_motion)
 
     def decode(self, state: SegmentState, out_pos: torch.Tensor, return_sources: bool = False):
         """The HR frames at out_pos (B, M) of a propagated segment -> (B, M, C, 4h, 4w)."""
@@ -296,7 +331,7 @@ class PropSTF(STFNetwork):
         x = torch.cat([_gather(state.forward_feats, out_pos), _gather(state.backward_feats, out_pos),
                        _gather(state.feats, out_pos)], 2).flatten(0, 1)
         feat = self.decoder(self.lrelu(self.fusion(x)))
-        sources = self.source_images(state, out_pos, lq_t)
+        sources, change = self.source_images(state, out_pos, lq_t)
         if len(sources) == 1:
             base = next(iter(sources.values()))
         else:
@@ -305,14 +340,24 @@ class PropSTF(STFNetwork):
             weights = torch.softmax(self.blend_logits(torch.cat([feat, disagreement], 1)), dim=1)
             weights = F.interpolate(weights, scale_factor=self.scale, mode='bilinear', align_corners=False)
             base = (weights.unsqueeze(2) * stacked).sum(dim=1)
+            if self.use_still_gate:
+                logit = self.still_gate(torch.cat([disagreement, change], 1))
+                if state.sample_motion is not None:
+                    moved = _gather(state.sample_motion, out_pos).flatten()
+                    logit = logit - STILL_GATE_SHIFT_GAIN * moved[:, None, None, None]
+                gate = F.interpolate(torch.sigmoid(logit), scale_factor=self.scale, mode='bilinear',
+                                     align_corners=False)
+                base = gate * sources['temporal'] + (1 - gate) * base
         out = (base + self.upsample_x4(feat)).unflatten(0, (b, m))
         return (out, {k: v.unflatten(0, (b, m)) for k, v in sources.items()}) if return_sources else out
 
-    def source_images(self, state: SegmentState, out_pos: torch.Tensor, lq_t: torch.Tensor) -> dict:
-        """The images the base blends, each (BM, C, 4h, 4w)."""
+    def source_images(self, state: SegmentState, out_pos: torch.Tensor,
+                      lq_t: torch.Tensor) -> tuple[dict, torch.Tensor | None]:
+        """The images the base blends, each (BM, C, 4h, 4w), and for the still gate the LR change since
+        the key frames (``_unexplained_change``; None without the gate)."""
         up = F.interpolate(lq_t, scale_factor=self.scale, mode='bicubic', align_corners=False)
         if not self.uses_keys:
-            return {'lr': up}
+            return {'lr': up}, None
         b, m = out_pos.shape
         prev_key, next_key = _gather(state.prev_key, out_pos), _gather(state.next_key, out_pos)  # (B, M)
         has_prev, has_next = prev_key >= 0, next_key >= 0
@@ -346,13 +391,24 @@ class PropSTF(STFNetwork):
                                                sigma_n2=sigma_n2 if self.denoised_temporal else None)
             else:
                 out[name] = up
-        return {name: out[name] for name in self.sources}
+        change = _unexplained_change(lq_t, lq_keys, sigma_n2) if self.use_still_gate else None
+        return {name: out[name] for name in self.sources}, change
 
 
 def _warp_hr(img: torch.Tensor, flow_lr: torch.Tensor, scale: int) -> torch.Tensor:
     """Warp an HR image (N, C, H, W) with an LR-grid flow (N, 2, h, w), in LR pixels."""
     flow = scale * F.interpolate(flow_lr, scale_factor=scale, mode='bilinear', align_corners=False)
     return flow_warp(img, flow.permute(0, 2, 3, 1), interp_mode='bicubic', padding_mode='border')
+
+
+def _unexplained_change(lq: torch.Tensor, lq_keys: torch.Tensor, sigma_n2: torch.Tensor) -> torch.Tensor:
+    """(N, 1, h, w): the local RMS change of the LR frame since the key frame it changed least from, with
+    the smooth part (the beam's drift, which the temporal source gets right) and the two LR frames' noise
+    (2 sigma_n2) taken out: about 0 where nothing moved, at any noise level."""
+    change = lq - lq_keys
+    change = change - classical.box_mean(change, 5)
+    power = classical.box_mean(change ** 2, 3) - 2 * sigma_n2.reshape(-1, 1, 1, 1)
+    return power.clamp_min(0).amin(dim=1, keepdim=True).sqrt()
 
 
 def _disagreement(img: torch.Tensor, lq: torch.Tensor, scale: int) -> torch.Tensor:
