@@ -5,9 +5,17 @@ from basicsr.archs.arch_util import flow_warp
 from scipy.ndimage import gaussian_filter
 
 import xfusion  # noqa: F401  (the BasicSR adjustments)
-from xfusion.archs.global_motion import global_shift, phase_correlation, prefer_still, shifts_to_reference
+from xfusion.archs.global_motion import (
+    LR_BLURS,
+    as_the_lr_camera_sees,
+    global_shift,
+    phase_correlation,
+    prefer_still,
+    refine_against_key,
+    shifts_to_reference,
+)
 from xfusion.archs.propstf_arch import PropSTF
-from xfusion.camera import area_average
+from xfusion.camera import area_average, lr_camera
 
 
 def texture(size: int, seed: int = 0) -> torch.Tensor:
@@ -96,3 +104,41 @@ def test_with_global_motion_an_untrained_network_warps_a_translating_segment():
     print(plain, moving)
     assert all(m < 0.3 * p for m, p in zip(moving, plain))
     assert PropSTF(global_motion=True).state_dict().keys() == PropSTF().state_dict().keys()  # no new weights
+
+
+def test_against_the_hr_key_frame_the_shifts_become_finer_and_still_frames_stay_still():
+    # a fine texture translating 1.3 HR px right and 0.55 down per frame, seen by the LR camera (4x4 area
+    # average); the reference is the HR key frame at position 0. Against the key frame's own 4x4 average the
+    # shifts interpolate a coarse image; against the key frame warped at HR they come out finer
+    # (its optics blur 1.5 HR px more than the HR camera's)
+    rng = np.random.default_rng(4)
+    canvas = torch.from_numpy(gaussian_filter(rng.random((160, 160)), 1.2).astype(np.float32))[None, None]
+    n = 9
+    moved_hr = torch.tensor([[1.3 * t, 0.55 * t] for t in range(n)])
+    hr = torch.stack([shifted(canvas, x, y)[..., 16:144, 16:144] for x, y in moved_hr.tolist()], 1)  # (1, N, 1, H, W)
+    lq = torch.from_numpy(np.stack([lr_camera(f, 1.5) for f in hr[0, :, 0].numpy()]))[None, :, None]
+    lq[:, 4] = lq[:, 0]  # position 4 did not move
+    truth = -moved_hr / 4  # flow_warp(key, shift) ~ frame, in LR pixels
+    truth[4] = 0
+    key, pos = hr[:, 0], torch.tensor([0])
+    coarse = shifts_to_reference(lq, torch.nn.functional.avg_pool2d(key, 4), pos, 0.1)
+    fine = refine_against_key(lq, key, coarse, pos)
+    moving = [t for t in range(1, n) if t != 4]
+    coarse_error = (coarse[0, moving] - truth[moving]).norm(dim=1)
+    fine_error = (fine[0, moving] - truth[moving]).norm(dim=1)
+    assert fine_error.max() < 0.03
+    assert fine_error.mean() < 0.5 * coarse_error.mean()
+    assert torch.equal(fine[0, [0, 4]], coarse[0, [0, 4]])  # held still: unchanged
+
+
+def test_the_lr_camera_blur_is_found_from_the_frame_recorded_at_the_key_frames_time():
+    rng = np.random.default_rng(5)
+    key = gaussian_filter(rng.random((64, 64)), 1.0).astype(np.float32)
+    for sigma in LR_BLURS:
+        lr = torch.from_numpy(lr_camera(key, sigma))[None, None]
+        seen = as_the_lr_camera_sees(torch.from_numpy(key)[None, None], lr)
+        expected = torch.from_numpy(key)[None, None] if sigma == 0 else None
+        if expected is not None:
+            assert torch.equal(seen, expected)
+        # its 4x4 average is the LR frame, inside the frame (borders are replicated, not mirrored as cv2 does)
+        assert (torch.nn.functional.avg_pool2d(seen, 4) - lr)[..., 2:-2, 2:-2].abs().max() < 2e-3

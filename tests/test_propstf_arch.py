@@ -68,7 +68,7 @@ def test_at_the_start_the_flows_are_zero_and_a_key_frame_warps_to_itself():
 def test_a_padded_segment_gives_what_the_unpadded_one_gives(global_motion):
     # training pads segments of a batch to one length: the padding must not leak into the positions before it
     lr, hr = scene(frames=8, size=(16, 16))
-    net = perturbed(small(global_motion=global_motion, still_gate=global_motion))
+    net = perturbed(small(global_motion=global_motion, still_gate=global_motion, refine_at_hr=global_motion))
     lq = torch.from_numpy(lr)[None, :, None]
     hq = torch.from_numpy(hr[[0, 7]])[None, :, None]
     padded = torch.cat([lq, lq[:, -1:].expand(1, 3, -1, -1, -1)], 1)  # positions 8..10 repeat frame 7
@@ -83,7 +83,7 @@ def test_a_padded_segment_gives_what_the_unpadded_one_gives(global_motion):
 @pytest.mark.parametrize('global_motion', [False, True])
 def test_one_key_frame_at_either_end(global_motion):
     lr, hr = scene(frames=6)
-    net = perturbed(small(global_motion=global_motion, still_gate=global_motion))
+    net = perturbed(small(global_motion=global_motion, still_gate=global_motion, refine_at_hr=global_motion))
     lq = torch.from_numpy(lr)[None, :, None]
     for pos in (0, 5):
         hq = torch.from_numpy(hr[[pos, pos]])[None, :, None]
@@ -95,7 +95,7 @@ def test_one_key_frame_at_either_end(global_motion):
 @pytest.mark.parametrize('global_motion', [False, True])
 def test_segment_inference_runs_each_segment_once_and_matches_the_forward(global_motion):
     lr, hr = scene(frames=23)
-    net = perturbed(small(global_motion=global_motion, still_gate=global_motion))
+    net = perturbed(small(global_motion=global_motion, still_gate=global_motion, refine_at_hr=global_motion))
     reads = []
     source = FrameSource(lambda t: reads.append(t) or lr[t], lambda k: hr[k], KeySchedule.every(5, 23, offset=2), 1)
     out = list(SequenceInference(net, batch=3).run(source))

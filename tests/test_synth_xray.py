@@ -11,7 +11,8 @@ import pytest
 from xfusion.camera import area_average
 from xfusion.commands import main
 from xfusion.data.sequence_io import FolderSequence, open_xray_root
-from xfusion.synth.xray import FLAT_UNIT, synth_xray
+from xfusion.errors import InputError
+from xfusion.synth.xray import FLAT_UNIT, synth_xray, true_sample_motion
 
 SIZE, FRAMES, SEED, B0 = (64, 64), 6, 2, 1000.0  # seed 2: one sequence with global motion, two without
 
@@ -190,3 +191,30 @@ def test_bad_arguments_raise(tmp_path, kwargs):
 def test_cli_reports_bad_sizes(tmp_path, capsys):
     assert main(['synth', 'xray', '--out', str(tmp_path), '--hr-size', '64', '72']) == 2
     assert 'multiples of 16' in capsys.readouterr().err
+
+
+def test_the_true_sample_motion_is_remade_from_the_meta_and_matches_the_frames(clean_root):
+    import torch
+
+    import xfusion  # noqa: F401  (the BasicSR adjustments, before the network modules import BasicSR)
+    from xfusion.archs.global_motion import global_shift
+    for seq in ('seq_000', 'seq_001', 'seq_002'):
+        meta = _meta(clean_root, seq)
+        offsets = true_sample_motion(meta)  # (dy, dx) HR pixels
+        assert offsets.shape == (FRAMES, 2)
+        moved = (offsets[1:] - offsets[0])[:, ::-1]  # (x, y) since frame 0
+        if not meta['global_motion']:
+            assert np.abs(moved).max() < 0.1  # a slow drift at most
+            continue
+        hr = torch.from_numpy(_unit(_frames(clean_root, seq, 'HR')).astype(np.float32))[:, None]
+        measured = global_shift(hr[1:], hr[:1].expand(FRAMES - 1, -1, -1, -1)).numpy()  # (x, y): key warped onto t
+        assert np.abs(moved).max() > 2
+        # (of a motion-blurred frame, the mean over its exposure; the lab-fixed flat field pulls the estimate a little)
+        error = np.linalg.norm(measured - moved, axis=1)
+        assert error.max() < 0.6 and error.mean() < 0.3
+    meta = _meta(clean_root, 'seq_000')
+    meta['sample_motion'] = {**meta['sample_motion'], 'kind': 'elsewhere'}
+    with pytest.raises(InputError, match='another sample motion'):
+        true_sample_motion(meta)
+    with pytest.raises(InputError, match='not a sequence of xfusion synth xray'):
+        true_sample_motion({'frames': 3})

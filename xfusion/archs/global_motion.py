@@ -7,6 +7,12 @@ learn that (it learns the local motions); the dominant translation of a frame pa
 correlation finds, and a few Gauss-Newton (Lucas-Kanade) steps make it sub-pixel. The propagation
 network starts its flow at this estimate and learns the rest.
 
+``refine_against_key`` then makes the shifts of a segment sub-pixel against the HR key frame itself, seen
+through the LR camera: the key frame, blurred as the LR camera's optics blur it (the extra blur fitted on
+the LR frame recorded at the key frame's time, as ``xfusion.camera.fit_lr_camera`` fits it for ``fuse``),
+warped at HR and averaged over each LR pixel, is compared with each LR frame. A tenth of an LR pixel
+is 0.4 HR pixels of misplaced key-frame detail, which the network does not correct.
+
 ``global_shift(ref, supp)`` -> (B, 2) flow (x, y) in pixels, in ``flow_warp``'s convention:
 ``flow_warp(supp, flow)`` matches ``ref``. Local motions (a rotor, particles) take a small part of
 the frame: the Gauss-Newton steps weigh pixels down where the residual is large (Tukey), so the
@@ -15,11 +21,14 @@ measured shift does not explain a frame clearly better (shot noise alone moves t
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from basicsr.archs.arch_util import flow_warp
 from torch.nn import functional as F
 
 CUTOFF = 0.2  # cycles per LR pixel: the Gaussian weight of the phase-only spectrum (chosen on validation)
+LR_BLURS = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)  # HR pixels: the LR camera's extra blurs refine_against_key tries
 
 
 def _hann(h: int, w: int, like: torch.Tensor) -> torch.Tensor:
@@ -77,23 +86,83 @@ def refine_shift(ref: torch.Tensor, supp: torch.Tensor, shift: torch.Tensor, ite
     for it in range(iterations):
         flow = _as_flow(shift, h, w)
         warped = flow_warp(supp, flow, padding_mode='border')
-        valid = _inside(flow)
-        gx = (F.pad(warped, (0, 1, 0, 0), mode='replicate')[..., 1:] - F.pad(warped, (1, 0, 0, 0),
-                                                                              mode='replicate')[..., :-1]) / 2
-        gy = (F.pad(warped, (0, 0, 0, 1), mode='replicate')[..., 1:, :] - F.pad(warped, (0, 0, 1, 0),
-                                                                                 mode='replicate')[..., :-1, :]) / 2
-        err = warped - ref
-        weight = valid
-        if it:  # Tukey's biweight at 4.7 robust standard deviations
-            sigma = 1.4826 * (err.abs() * valid).flatten(1).median(dim=1).values.clamp_min(1e-6)
-            u = err / (4.685 * sigma[:, None, None, None])
-            weight = valid * ((1 - u ** 2).clamp_min(0) ** 2)
-        sxx, sxy, syy = ((weight * p * q).sum((1, 2, 3)) for p, q in ((gx, gx), (gx, gy), (gy, gy)))
-        bx, by = (weight * gx * err).sum((1, 2, 3)), (weight * gy * err).sum((1, 2, 3))
-        det = (sxx * syy - sxy * sxy).clamp_min(1e-12)
-        dx, dy = -(syy * bx - sxy * by) / det, -(sxx * by - sxy * bx) / det
-        shift = shift + torch.stack([dx, dy], 1).clamp(-1, 1)
+        gx, gy = _gradients(warped)
+        shift = shift + _gauss_newton_step(warped - ref, gx, gy, _inside(flow), robust=it > 0)
     return shift
+
+
+def _gauss_newton_step(err: torch.Tensor, jx: torch.Tensor, jy: torch.Tensor, valid: torch.Tensor,
+                       robust: bool) -> torch.Tensor:
+    """(B, 2) update of a shift from the residual err and its derivatives jx, jy (all (B, 1, h, w)), over the
+    valid pixels; ``robust``: Tukey's biweight at 4.7 robust standard deviations (local motions)."""
+    weight = valid
+    if robust:
+        sigma = 1.4826 * (err.abs() * valid).flatten(1).median(dim=1).values.clamp_min(1e-6)
+        u = err / (4.685 * sigma[:, None, None, None])
+        weight = valid * ((1 - u ** 2).clamp_min(0) ** 2)
+    sxx, sxy, syy = ((weight * p * q).sum((1, 2, 3)) for p, q in ((jx, jx), (jx, jy), (jy, jy)))
+    bx, by = (weight * jx * err).sum((1, 2, 3)), (weight * jy * err).sum((1, 2, 3))
+    det = (sxx * syy - sxy * sxy).clamp_min(1e-12)
+    dx, dy = -(syy * bx - sxy * by) / det, -(sxx * by - sxy * bx) / det
+    return torch.stack([dx, dy], 1).clamp(-1, 1)
+
+
+def _gradients(img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Central differences along x and y of (B, C, h, w), borders replicated."""
+    padded = F.pad(img, (1, 1, 1, 1), mode='replicate')
+    return ((padded[..., 1:-1, 2:] - padded[..., 1:-1, :-2]) / 2,
+            (padded[..., 2:, 1:-1] - padded[..., :-2, 1:-1]) / 2)
+
+
+def refine_against_key(frames: torch.Tensor, key: torch.Tensor, shifts: torch.Tensor, ref_pos: torch.Tensor,
+                       iterations: int = 3) -> torch.Tensor:
+    """(B, N, 1, h, w) LR frames, (B, 1, H, W) the HR key frame at positions ref_pos (B,), (B, N, 2) their shifts
+    against it (``shifts_to_reference``) -> (B, N, 2) the same, refined by robust Gauss-Newton steps against
+    the key frame warped at HR and averaged over each LR pixel (textures only, borders left out). Frames held
+    at the key frame's own shift ("no motion", ``prefer_still``) keep it."""
+    b, n, _, h, w = frames.shape
+    scale = key.shape[-1] // w
+    rows = torch.arange(b, device=ref_pos.device)
+    with torch.no_grad(), torch.autocast(frames.device.type, enabled=False):
+        frames = frames.float()
+        target = _high_pass(frames.flatten(0, 1))
+        key = as_the_lr_camera_sees(key.float(), frames[rows, ref_pos])
+        key = key[:, None].expand(b, n, *key.shape[1:]).flatten(0, 1)
+        shift = shifts.flatten(0, 1).float()
+        for it in range(iterations):
+            warped = flow_warp(key, _as_flow(scale * shift, *key.shape[-2:]), interp_mode='bicubic',
+                               padding_mode='border')
+            gx, gy = _gradients(warped)
+            # d(area average of the warped key)/d(shift in LR pixels): the HR gradient, scale HR pixels per LR pixel
+            jx, jy = (_high_pass(scale * F.avg_pool2d(g, scale)) for g in (gx, gy))
+            err = _high_pass(F.avg_pool2d(warped, scale)) - target
+            shift = shift + _gauss_newton_step(err, jx, jy, _inside(_as_flow(shift, h, w), margin=3), robust=it > 0)
+        refined = shift.unflatten(0, (b, n))
+        still = (shifts == shifts[rows, ref_pos][:, None]).all(dim=2, keepdim=True)
+        return torch.where(still, shifts, refined.to(shifts))
+
+
+def as_the_lr_camera_sees(key: torch.Tensor, lr_at_key: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) HR key frames blurred by the LR camera's extra blur (one of ``LR_BLURS``, HR pixels): the one
+    whose 4x4 area average best matches the texture of the LR frame recorded at the same time (B, 1, h, w)."""
+    scale = key.shape[-1] // lr_at_key.shape[-1]
+    candidates = torch.stack([_gaussian_blur(key, sigma) for sigma in LR_BLURS], 1)  # (B, S, 1, H, W)
+    b, s = candidates.shape[:2]
+    pooled = _high_pass(F.avg_pool2d(candidates.flatten(0, 1), scale)).unflatten(0, (b, s))
+    misfit = ((pooled - _high_pass(lr_at_key)[:, None]) ** 2)[..., 2:-2, 2:-2].mean((2, 3, 4))  # borders out
+    return candidates[torch.arange(b, device=key.device), misfit.argmin(dim=1)]
+
+
+def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of (B, C, h, w), sigma in pixels (0: unchanged), borders replicated."""
+    if sigma <= 0:
+        return x
+    radius = math.ceil(3 * sigma)
+    taps = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
+    kernel = (kernel / kernel.sum()).expand(x.shape[1], 1, -1)
+    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode='replicate'), kernel[:, :, None, :], groups=x.shape[1])
+    return F.conv2d(F.pad(x, (0, 0, radius, radius), mode='replicate'), kernel[:, :, :, None], groups=x.shape[1])
 
 
 def global_shift(ref: torch.Tensor, supp: torch.Tensor, init: torch.Tensor | None = None,

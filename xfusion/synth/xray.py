@@ -655,11 +655,19 @@ class Scene:
                 * self.direction
         return t * self.velocity
 
+    def exposure_instants(self, t: int) -> list[float]:
+        """The instants frame t integrates over (t itself without motion blur)."""
+        if self.exposure == 0:
+            return [t]
+        return [t + self.exposure * (k / (SUBFRAMES - 1) - 0.5) for k in range(SUBFRAMES)]
+
+    def mean_offset(self, t: int) -> np.ndarray:
+        """(dy, dx): the sample's displacement in frame t, averaged over its exposure."""
+        return np.mean([self.offset_at(s) for s in self.exposure_instants(t)], axis=0)
+
     def frame(self, t: int) -> tuple[np.ndarray, np.ndarray]:
         """Clean (HR, LR) intensity of frame t, integrated over the exposure (SUBFRAMES instants) when there is one."""
-        if self.exposure == 0:
-            return self._instant(t, t)
-        frames = [self._instant(t + self.exposure * (k / (SUBFRAMES - 1) - 0.5), t) for k in range(SUBFRAMES)]
+        frames = [self._instant(s, t) for s in self.exposure_instants(t)]
         return tuple(np.mean([f[i] for f in frames], axis=0) for i in range(2))
 
     def _instant(self, t: float, frame: int) -> tuple[np.ndarray, np.ndarray]:
@@ -698,6 +706,23 @@ class Scene:
                     sample_motion=self.motion_params, exposure_fraction=self.exposure, beam=self.beam.params,
                     optics=dict(supersampling=SS, fresnel_length_px=self.fresnel, psf_sigma_hr_px=self.psf_hr,
                                 psf_sigma_lr_camera_in_hr_px=self.psf_lr))
+
+
+def true_sample_motion(meta: dict) -> np.ndarray:
+    """(frames, 2): the sample's displacement (dy, dx) in HR pixels at each frame of a sequence written by
+    ``synth_xray``, remade from the seed and index in its meta.json (the truth a motion estimate is measured
+    against); of a motion-blurred frame, its mean over the exposure. Raises InputError when this version of
+    the generator makes another scene from them."""
+    try:
+        frames, hr_size = int(meta['frames']), tuple(meta['hr_size'])
+        scene = Scene(np.random.default_rng([int(meta['seed']), int(meta['index'])]), frames, hr_size)
+        recorded = meta['sample_motion']
+    except KeyError as missing:
+        raise InputError(f'meta.json has no {missing}: not a sequence of xfusion synth xray') from None
+    if _clean(scene.motion_params) != recorded:
+        raise InputError(f"{meta.get('sequence', 'sequence')}: this generator remakes another sample motion "
+                         f'from its seed and index ({_clean(scene.motion_params)} against {recorded})')
+    return np.stack([scene.mean_offset(t) for t in range(frames)])
 
 
 def synth_xray(out: str | Path, sequences: int = 4, frames: int = 30, hr_size: tuple[int, int] = (128, 128),

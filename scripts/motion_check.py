@@ -1,0 +1,138 @@
+"""How far a PropSTF network's whole-frame motion is from the truth, and what the truth would give it.
+
+    python scripts/motion_check.py --model experiments/demo_finetune_xray_prop/models/net_g_latest.pth \
+        --data datasets/demo/xray/val --period 20 [--b0 1000] [--out results/motion_check]
+
+Sequences written by ``xfusion synth xray`` know their truth: the seed and index in meta.json remake the
+sample's displacement at every frame (``xfusion.synth.xray.true_sample_motion``). For each sequence, over the
+segments of the key-frame schedule that have a key frame at both ends:
+
+- the error of the whole-frame shifts the network starts its flows from (``PropSTF.global_steps``: each frame
+  against the key frame before it and the one after it), in LR pixels, over the frames between key frames;
+- the network's mean PSNR over those frames (float convention) with its own shifts, and with the true ones
+  in their place: the difference is what exact whole-frame motion would give this network as it is trained.
+
+LR noise (``--b0``) is evaluate's own (the same seed). Writes ``<out>/motion.md`` and ``<out>/motion.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from xfusion.checkpoint import load_network
+from xfusion.commands.evaluate import noisy_lr
+from xfusion.data.sequence_io import open_xray_root
+from xfusion.errors import InputError
+from xfusion.metrics import calculate_psnr_stf
+from xfusion.schedule import KeySchedule, check_period
+from xfusion.synth.xray import true_sample_motion
+
+
+def shifts_from_steps(forward_steps: torch.Tensor, backward_steps: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """global_steps' (N-1, 2) steps of one segment -> (N, 2) shifts against its first and against its last
+    position (flow_warp(key, shift) ~ frame, LR pixels)."""
+    zero = forward_steps.new_zeros(1, 2)
+    forward = torch.cat([zero, forward_steps.cumsum(0)])
+    backward = torch.cat([backward_steps.flip(0).cumsum(0).flip(0), zero])  # step i: position i against i + 1
+    return forward.numpy(), backward.numpy()
+
+
+def exact_steps(forward: np.ndarray, backward: np.ndarray):
+    """A stand-in for ``PropSTF.global_steps`` that gives the steps of the true shifts (N, 2) of one segment."""
+    f, b = (torch.from_numpy(x.astype(np.float32)) for x in (forward, backward))
+    moved = torch.minimum(f.norm(dim=1), b.norm(dim=1))[None]
+    return lambda *_: (f[1:] - f[:-1], b[:-1] - b[1:], moved)
+
+
+def check_sequence(net, seq, meta: dict, period: int, b0: float | None) -> dict:
+    scale = net.scale
+    offsets = true_sample_motion(meta)[:, ::-1] / scale  # (T, 2): (x, y) in LR pixels
+    lr = noisy_lr(seq, b0, seed=0)
+    schedule = KeySchedule.every(period, seq.num_frames)
+    errors, own, true = [], [], []
+    for start, stop in schedule.segments():
+        if not {start, stop} <= set(schedule.key_times):  # a sequence's ends: one key frame only
+            continue
+        span = range(start, stop + 1)
+        lq = torch.from_numpy(np.ascontiguousarray(lr[start:stop + 1]))[None, :, None].float()
+        hq = torch.from_numpy(np.stack([seq.read_hr(start), seq.read_hr(stop)]))[None, :, None].float()
+        key_pos = torch.tensor([[0, stop - start]])
+        between = torch.tensor([[t - start for t in span if t not in (start, stop)]])
+        with torch.no_grad():
+            forward_steps, backward_steps, _ = net.global_steps(lq, hq, key_pos)
+        forward, backward = shifts_from_steps(forward_steps, backward_steps)
+        true_forward, true_backward = offsets[span] - offsets[start], offsets[span] - offsets[stop]
+        inner = between[0].numpy()
+        errors += list(np.linalg.norm(forward - true_forward, axis=1)[inner])
+        errors += list(np.linalg.norm(backward - true_backward, axis=1)[inner])
+
+        gt = [seq.read_hr(t) for t in span if t not in (start, stop)]
+        for results, steps in ((own, None), (true, exact_steps(true_forward, true_backward))):
+            if steps is not None:
+                net.global_steps = steps  # this instance only, for this segment
+            with torch.no_grad():
+                out = net(lq, hq, key_pos, between)[0, :, 0].clamp(0, 1).numpy()
+            results += [calculate_psnr_stf(o, g, convention='float') for o, g in zip(out, gt)]
+            if steps is not None:
+                del net.global_steps  # back to the class's own method
+    if not errors:
+        raise InputError(f'{seq.name}: no segment with a key frame at both ends at period {period}')
+    return {'sequence': seq.name, 'sample_motion': meta['sample_motion']['kind'],
+            'shift_error_mean': float(np.mean(errors)), 'shift_error_p90': float(np.percentile(errors, 90)),
+            'psnr_own_motion': float(np.mean(own)), 'psnr_true_motion': float(np.mean(true))}
+
+
+def table(rows: list[dict]) -> str:
+    lines = ['| sequence | sample motion | shift error, mean / 90th pct. (LR px) | PSNR, own motion | '
+             'PSNR, true motion | gain |', '|---|---|---|---|---|---|']
+    for r in rows + [{'sequence': 'mean', 'sample_motion': '', **{k: float(np.mean([r[k] for r in rows])) for k in (
+            'shift_error_mean', 'shift_error_p90', 'psnr_own_motion', 'psnr_true_motion')}}]:
+        lines.append(f"| {r['sequence']} | {r['sample_motion']} | {r['shift_error_mean']:.2f} / "
+                     f"{r['shift_error_p90']:.2f} | {r['psnr_own_motion']:.2f} | {r['psnr_true_motion']:.2f} | "
+                     f"{r['psnr_true_motion'] - r['psnr_own_motion']:+.2f} |")
+    return '\n'.join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--model', required=True, help='a PropSTF checkpoint (with global_motion)')
+    parser.add_argument('--data', default='datasets/demo/xray/val', help='sequences of xfusion synth xray')
+    parser.add_argument('--period', type=int, default=20)
+    parser.add_argument('--b0', type=float, default=None, help='LR photon noise (default: the clean frames)')
+    parser.add_argument('--out', default='results/motion_check')
+    args = parser.parse_args(argv)
+    try:
+        check_period(args.period, '--period')
+        net, _ = load_network(args.model)
+        if not getattr(net, 'global_motion', False) or not net.uses_keys:
+            raise InputError(f'{args.model}: not a key-frame network that measures whole-frame motion '
+                             '(PropSTF with global_motion: true)')
+        rows = []
+        for seq in open_xray_root(args.data):
+            meta_path = Path(args.data) / seq.name / 'meta.json'
+            if not meta_path.is_file():
+                raise InputError(f'{meta_path}: not found (only sequences of xfusion synth xray know their motion)')
+            rows.append(check_sequence(net, seq, json.loads(meta_path.read_text()), args.period, args.b0))
+            print(f"{seq.name}: shift error {rows[-1]['shift_error_mean']:.2f} LR px, PSNR "
+                  f"{rows[-1]['psnr_own_motion']:.2f} -> {rows[-1]['psnr_true_motion']:.2f} dB with the true motion",
+                  flush=True)
+    except InputError as error:
+        print(f'motion_check.py: error: {error}', file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = {'model': args.model, 'data': args.data, 'period': args.period, 'b0': args.b0}
+    (out / 'motion.json').write_text(json.dumps({**settings, 'sequences': rows}, indent=1) + '\n')
+    text = table(rows)
+    (out / 'motion.md').write_text(f'# Whole-frame motion against the truth\n\n{settings}\n\n{text}\n')
+    print(text)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
