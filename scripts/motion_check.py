@@ -42,11 +42,11 @@ def shifts_from_steps(forward_steps: torch.Tensor, backward_steps: torch.Tensor)
     return forward.numpy(), backward.numpy()
 
 
-def exact_steps(forward: np.ndarray, backward: np.ndarray):
-    """A stand-in for ``PropSTF.global_steps`` that gives the steps of the true shifts (N, 2) of one segment."""
+def exact_steps(forward: np.ndarray, backward: np.ndarray) -> tuple[torch.Tensor, ...]:
+    """What ``PropSTF.global_steps`` returns for the true shifts (N, 2) of one segment."""
     f, b = (torch.from_numpy(x.astype(np.float32)) for x in (forward, backward))
     moved = torch.minimum(f.norm(dim=1), b.norm(dim=1))[None]
-    return lambda *_: (f[1:] - f[:-1], b[:-1] - b[1:], moved)
+    return f[1:] - f[:-1], b[:-1] - b[1:], moved
 
 
 def check_sequence(net, seq, meta: dict, period: int, b0: float | None) -> dict:
@@ -64,22 +64,22 @@ def check_sequence(net, seq, meta: dict, period: int, b0: float | None) -> dict:
         key_pos = torch.tensor([[0, stop - start]])
         between = torch.tensor([[t - start for t in span if t not in (start, stop)]])
         with torch.no_grad():
-            forward_steps, backward_steps, _ = net.global_steps(lq, hq, key_pos)
-        forward, backward = shifts_from_steps(forward_steps, backward_steps)
+            own_steps = net.global_steps(lq, hq, key_pos)
+        forward, backward = shifts_from_steps(*own_steps[:2])
         true_forward, true_backward = offsets[span] - offsets[start], offsets[span] - offsets[stop]
         inner = between[0].numpy()
         errors += list(np.linalg.norm(forward - true_forward, axis=1)[inner])
         errors += list(np.linalg.norm(backward - true_backward, axis=1)[inner])
 
         gt = [seq.read_hr(t) for t in span if t not in (start, stop)]
-        for results, steps in ((own, None), (true, exact_steps(true_forward, true_backward))):
-            if steps is not None:
-                net.global_steps = steps  # this instance only, for this segment
-            with torch.no_grad():
-                out = net(lq, hq, key_pos, between)[0, :, 0].clamp(0, 1).numpy()
-            results += [calculate_psnr_stf(o, g, convention='float') for o, g in zip(out, gt)]
-            if steps is not None:
+        for results, steps in ((own, own_steps), (true, exact_steps(true_forward, true_backward))):
+            net.global_steps = lambda *_, steps=steps: steps  # this instance only: measured once, used as given
+            try:
+                with torch.no_grad():
+                    out = net(lq, hq, key_pos, between)[0, :, 0].clamp(0, 1).numpy()
+            finally:
                 del net.global_steps  # back to the class's own method
+            results += [calculate_psnr_stf(o, g, convention='float') for o, g in zip(out, gt)]
     if not errors:
         raise InputError(f'{seq.name}: no segment with a key frame at both ends at period {period}')
     return {'sequence': seq.name, 'sample_motion': meta['sample_motion']['kind'],
