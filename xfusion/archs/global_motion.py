@@ -213,11 +213,7 @@ def shifts_to_reference(frames: torch.Tensor, ref: torch.Tensor, ref_pos: torch.
         direct = refine_shift(flat_texture, ref_texture, phase_correlation(flat, repeated(ref)))
         shifts = direct
         if n > 1:
-            textures = flat_texture.unflatten(0, (b, n))
-            later, earlier = textures[:, 1:].flatten(0, 1), textures[:, :-1].flatten(0, 1)
-            steps = refine_shift(later, earlier, phase_correlation(frames[:, 1:].flatten(0, 1),
-                                                                    frames[:, :-1].flatten(0, 1)))
-            summed = torch.cat([steps.new_zeros(b, 1, 2), steps.unflatten(0, (b, n - 1)).cumsum(1)], 1)
+            summed = _running_sum(_neighbour_steps(frames, flat_texture.unflatten(0, (b, n))))
             at_ref = direct.unflatten(0, (b, n))[rows, ref_pos]  # (B, 2)
             start = (summed - summed[rows, ref_pos][:, None] + at_ref[:, None]).flatten(0, 1)
             tracked = refine_shift(flat_texture, ref_texture, start)
@@ -250,12 +246,8 @@ def track_between_keys(frames: torch.Tensor, keys: torch.Tensor, key_pos: torch.
         frames, direct = frames.float(), direct.float()
         if n < 2:
             return direct
-        textures = _high_pass(frames.flatten(0, 1)).unflatten(0, (b, n))
-        steps = refine_shift(textures[:, 1:].flatten(0, 1), textures[:, :-1].flatten(0, 1),
-                             phase_correlation(frames[:, 1:].flatten(0, 1), frames[:, :-1].flatten(0, 1),
-                                               STEP_RADIUS)).unflatten(0, (b, n - 1))
-        track = torch.cat([steps.new_zeros(b, 1, 2), steps.cumsum(1)], 1)  # (B, N, 2)
-        path = torch.cat([steps.new_zeros(b, 1, 2), steps.abs().cumsum(1)], 1)  # distance travelled, per axis
+        steps = _neighbour_steps(frames, _high_pass(frames.flatten(0, 1)).unflatten(0, (b, n)), STEP_RADIUS)
+        track, path = _running_sum(steps), _running_sum(steps.abs())  # path: the distance travelled, per axis
         first, last = key_pos[:, 0], key_pos[:, 1]
         between = global_shift(keys[:, 1].float(), keys[:, 0].float()) / scale  # flow_warp(key 0, .) ~ key 1
         missed = between - (track[rows, last] - track[rows, first])  # (B, 2)
@@ -271,6 +263,19 @@ def track_between_keys(frames: torch.Tensor, keys: torch.Tensor, key_pos: torch.
         agrees = (direct - anchored).norm(dim=3, keepdim=True) <= AGREEMENT
         one_key = (first == last)[:, None, None, None]
         return torch.where(agrees | one_key, direct, anchored)
+
+
+def _neighbour_steps(frames: torch.Tensor, textures: torch.Tensor, radius: float | None = None) -> torch.Tensor:
+    """(B, N, 1, h, w) frames and their textures -> (B, N-1, 2) steps, flow_warp(frame i, step i) ~ frame i+1:
+    phase correlation (its peak within ``radius``), then Gauss-Newton steps on the textures."""
+    b, n = frames.shape[:2]
+    start = phase_correlation(frames[:, 1:].flatten(0, 1), frames[:, :-1].flatten(0, 1), radius)
+    return refine_shift(textures[:, 1:].flatten(0, 1), textures[:, :-1].flatten(0, 1), start).unflatten(0, (b, n - 1))
+
+
+def _running_sum(steps: torch.Tensor) -> torch.Tensor:
+    """(B, N-1, 2) steps -> (B, N, 2) their running sum from the first position (0 there)."""
+    return torch.cat([steps.new_zeros(steps.shape[0], 1, 2), steps.cumsum(1)], 1)
 
 
 def prefer_still(ref: torch.Tensor, supp: torch.Tensor, shift: torch.Tensor, still: torch.Tensor,
