@@ -1,5 +1,5 @@
-"""``make demo``: the whole XFusion pipeline on built-in synthetic data, on a CPU, in under 20 minutes
-(10 on a fast 2-core machine, 25 on a slow one).
+"""``make demo``: the whole XFusion pipeline on built-in synthetic data, on a CPU: 10 to 25 minutes on 2
+cores, by the machine's speed.
 
 1. synthetic data (``datasets/demo/``): REDS-layout clips (pretraining) and x-ray sequences with
    disjoint seeds: train (seed 1 with noisy cameras at b0 = 1000, seed 4 clean), val (seed 2) and
