@@ -83,16 +83,17 @@ def side_by_side(*lanes: list[tuple[str, list[str], str]]) -> None:
     small operations keep a second thread busy only part of the time. EDVRSTF keeps both busy, and trains
     alone. One thread instead of two changes the last bits of the sums, so the trained weights differ as
     between two seeds. The demo stops once every lane has ended if a step failed."""
-    threads = max(1, (os.cpu_count() or 1) // len(lanes))
+    lanes = tuple(lane for lane in lanes if lane)  # a lane whose data are there already takes no cores
+    threads = max(1, (os.cpu_count() or 1) // max(len(lanes), 1))
     failed = []
 
     def run_lane(index: int, lane: list[tuple[str, list[str], str]]) -> None:
         for title, command, log_name in lane:
-            if step(title, command, log_name, threads, tag=f'({"ab"[index]}) '):
+            if step(title, command, log_name, threads, tag=f'({chr(ord("a") + index)}) '):
                 failed.append(log_name)
                 return
 
-    workers = [threading.Thread(target=run_lane, args=(i, lane)) for i, lane in enumerate(lanes) if lane]
+    workers = [threading.Thread(target=run_lane, args=(i, lane)) for i, lane in enumerate(lanes)]
     for worker in workers:
         worker.start()
     for worker in workers:

@@ -60,3 +60,10 @@ def test_a_step_alone_keeps_every_core(tmp_path, logs, monkeypatch):
                      'alone')
     assert code == 0
     assert 'threads all' in (logs / 'alone.log').read_text()
+
+
+def test_an_empty_lane_leaves_its_cores_to_the_others(tmp_path, logs, monkeypatch):
+    monkeypatch.setattr(demo.os, 'cpu_count', lambda: 4)
+    threads = python(f'import os; open({str(tmp_path / "threads")!r}, "w").write(os.environ["OMP_NUM_THREADS"])')
+    demo.side_by_side([], [('the only lane', threads, 'only')])
+    assert (tmp_path / 'threads').read_text() == '4'
