@@ -12,7 +12,10 @@ segments of the key-frame schedule that have a key frame at both ends:
 - the network's mean PSNR over those frames (float convention) with its own shifts, and with the true ones
   in their place: the difference is what exact whole-frame motion would give this network as it is trained.
 
-LR noise (``--b0``) is evaluate's own (the same seed). Writes ``<out>/motion.md`` and ``<out>/motion.json``.
+LR noise (``--b0``) is evaluate's own (the same seed). Writes ``<out>/motion.md``, ``<out>/motion.json`` (with
+every frame's measured and true shifts, per segment) and ``<out>/motion.png``: per sequence, the measured
+shifts against the first key frame of each segment beside the true ones, x and y, so that one sees where an
+estimate leaves the truth (stuck at no motion, or jumped to another match).
 """
 from __future__ import annotations
 
@@ -54,7 +57,7 @@ def check_sequence(net, seq, meta: dict, period: int, b0: float | None) -> dict:
     offsets = true_sample_motion(meta)[:, ::-1] / scale  # (T, 2): (x, y) in LR pixels
     lr = noisy_lr(seq, b0, seed=0)
     schedule = KeySchedule.every(period, seq.num_frames)
-    errors, own, true = [], [], []
+    errors, own, true, segments = [], [], [], []
     for start, stop in schedule.segments():
         if not {start, stop} <= set(schedule.key_times):  # a sequence's ends: one key frame only
             continue
@@ -70,6 +73,9 @@ def check_sequence(net, seq, meta: dict, period: int, b0: float | None) -> dict:
         inner = between[0].numpy()
         errors += list(np.linalg.norm(forward - true_forward, axis=1)[inner])
         errors += list(np.linalg.norm(backward - true_backward, axis=1)[inner])
+        segments.append({'start': start, 'stop': stop, **{name: np.round(value, 3).tolist() for name, value in (
+            ('forward', forward), ('backward', backward), ('true_forward', true_forward),
+            ('true_backward', true_backward))}})
 
         gt = [seq.read_hr(t) for t in span if t not in (start, stop)]
         for results, steps in ((own, own_steps), (true, exact_steps(true_forward, true_backward))):
@@ -84,7 +90,7 @@ def check_sequence(net, seq, meta: dict, period: int, b0: float | None) -> dict:
         raise InputError(f'{seq.name}: no segment with a key frame at both ends at period {period}')
     return {'sequence': seq.name, 'sample_motion': meta['sample_motion']['kind'],
             'shift_error_mean': float(np.mean(errors)), 'shift_error_p90': float(np.percentile(errors, 90)),
-            'psnr_own_motion': float(np.mean(own)), 'psnr_true_motion': float(np.mean(true))}
+            'psnr_own_motion': float(np.mean(own)), 'psnr_true_motion': float(np.mean(true)), 'segments': segments}
 
 
 def table(rows: list[dict]) -> str:
@@ -96,6 +102,31 @@ def table(rows: list[dict]) -> str:
                      f"{r['shift_error_p90']:.2f} | {r['psnr_own_motion']:.2f} | {r['psnr_true_motion']:.2f} | "
                      f"{r['psnr_true_motion'] - r['psnr_own_motion']:+.2f} |")
     return '\n'.join(lines)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """motion.png: a row per sequence, x and y: each segment's measured shifts against its first key frame
+    (dots) over the true ones (line), in LR pixels."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(len(rows), 2, figsize=(9, 2.2 * len(rows)), squeeze=False, sharex=True)
+    for (ax_x, ax_y), row in zip(axes, rows):
+        for seg in row['segments']:
+            times = np.arange(seg['start'], seg['stop'] + 1)
+            for axis, ax in enumerate((ax_x, ax_y)):
+                ax.plot(times, np.asarray(seg['true_forward'])[:, axis], color='0.3', lw=1.5)
+                ax.plot(times, np.asarray(seg['forward'])[:, axis], '.', color='tab:red', ms=4)
+                ax.axvline(seg['start'], color='0.85', lw=0.8)
+        ax_x.set_ylabel(f"{row['sequence']}\n{row['sample_motion']}", fontsize=8)
+    axes[0, 0].set_title('x (LR px)', fontsize=9)
+    axes[0, 1].set_title('y (LR px)', fontsize=9)
+    axes[-1, 0].set_xlabel('frame')
+    axes[-1, 1].set_xlabel('frame')
+    fig.suptitle('whole-frame shift against the segment\'s first key frame: measured (dots), true (line)', fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.98))
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = {'model': args.model, 'data': args.data, 'period': args.period, 'b0': args.b0,
                 'track_between_keys': net.track_between_keys}
     (out / 'motion.json').write_text(json.dumps({**settings, 'sequences': rows}, indent=1) + '\n')
+    plot(rows, out / 'motion.png')
     text = table(rows)
     (out / 'motion.md').write_text(f'# Whole-frame motion against the truth\n\n{settings}\n\n{text}\n')
     print(text)

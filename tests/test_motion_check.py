@@ -60,6 +60,19 @@ def test_a_row_per_sequence_clean_and_noisy(data, tmp_path):
     # seed 2: seq_000 moves as a whole (the true shifts give the network other inputs), seq_001 only drifts
     assert [r['sample_motion'] for r in rows] == ['translating', 'drift']
     assert rows[0]['psnr_true_motion'] != rows[0]['psnr_own_motion']
+    # every frame's shifts, per segment with key frames at both ends (period 5 in 11 frames: two)
+    for r in rows:
+        assert [(s['start'], s['stop']) for s in r['segments']] == [(0, 5), (5, 10)]
+        for seg in r['segments']:
+            shifts = {k: np.asarray(seg[k]) for k in ('forward', 'backward', 'true_forward', 'true_backward')}
+            assert all(v.shape == (6, 2) for v in shifts.values())
+            # against the first key frame the first position has not moved, against the last the last
+            assert np.allclose(shifts['forward'][0], 0) and np.allclose(shifts['backward'][-1], 0)
+            assert np.allclose(shifts['true_forward'][0], 0) and np.allclose(shifts['true_backward'][-1], 0)
+    still = np.asarray(rows[1]['segments'][0]['true_forward'])  # seq_001 only drifts: the truth hardly moves
+    moving = np.asarray(rows[0]['segments'][0]['true_forward'])
+    assert np.abs(still).max() < 0.1 < np.abs(moving).max()
+    assert (out / 'motion.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     table = (out / 'motion.md').read_text()
     assert '| seq_000 | translating |' in table and '| mean |' in table
     # evaluate's LR noise: other shifts and scores
