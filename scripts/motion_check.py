@@ -114,9 +114,10 @@ def plot(rows: list[dict], path: Path) -> None:
     for (ax_x, ax_y), row in zip(axes, rows):
         for seg in row['segments']:
             times = np.arange(seg['start'], seg['stop'] + 1)
+            measured, true = np.asarray(seg['forward']), np.asarray(seg['true_forward'])
             for axis, ax in enumerate((ax_x, ax_y)):
-                ax.plot(times, np.asarray(seg['true_forward'])[:, axis], color='0.3', lw=1.5)
-                ax.plot(times, np.asarray(seg['forward'])[:, axis], '.', color='tab:red', ms=4)
+                ax.plot(times, true[:, axis], color='0.3', lw=1.5)
+                ax.plot(times, measured[:, axis], '.', color='tab:red', ms=4)
                 ax.axvline(seg['start'], color='0.85', lw=0.8)
         ax_x.set_ylabel(f"{row['sequence']}\n{row['sample_motion']}", fontsize=8)
     axes[0, 0].set_title('x (LR px)', fontsize=9)
