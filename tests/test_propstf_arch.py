@@ -130,6 +130,37 @@ def test_a_few_training_steps_lower_the_loss():
     assert max(losses[-5:]) < 0.9 * losses[0]
 
 
+def test_deformable_alignment_starts_as_the_flow_warp_and_learns_offsets():
+    lr, hr = scene(frames=9, size=(12, 12))
+    lq, hq = torch.from_numpy(lr)[None, :, None], torch.from_numpy(hr[[0, 8]])[None, :, None]
+    key_pos = torch.tensor([[0, 8]])
+    aligned = small(deform_align=True)
+    # every weight random but the flow network's (zero flows: nothing is sampled beyond the frame, where the
+    # deformable convolution reads zeros and the flow warp the border) and the alignment's own initial ones
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, p in aligned.named_parameters():
+            if not name.startswith(('flow.', 'forward_align.', 'backward_align.')):
+                p.add_(0.05 * torch.randn_like(p))
+    plain = small()
+    missing, unexpected = plain.load_state_dict(aligned.state_dict(), strict=False)
+    assert not missing and unexpected and all('_align.' in k for k in unexpected)
+    with torch.no_grad():
+        assert (aligned(lq, hq, key_pos) - plain(lq, hq, key_pos)).abs().max() < 1e-5
+
+    aligned.train()
+    optimizer = torch.optim.Adam(aligned.parameters(), 2e-3)
+    start = aligned.forward_align.conv_offset[-1].weight.detach().clone()
+    for _ in range(3):
+        loss = (aligned(lq, hq, key_pos, torch.tensor([[2, 4, 6]])) - torch.from_numpy(hr[[2, 4, 6]])[None, :, None]
+                ).abs().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    # the offsets (and with them where each kernel tap reads) move away from the flow
+    assert (aligned.forward_align.conv_offset[-1].weight - start).abs().max() > 1e-4
+
+
 def test_the_denoised_temporal_estimate_keeps_the_key_frame_where_only_noise_changed():
     rng = np.random.default_rng(0)
     hr = np.stack([gaussian_filter(rng.random((64, 64)), 1.5)] * 3).astype(np.float32)

@@ -44,6 +44,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torchvision
 from basicsr.archs.arch_util import ResidualBlockNoBN, flow_warp, make_layer
 from basicsr.archs.basicvsr_arch import ConvResidualBlocks
 from basicsr.utils.registry import ARCH_REGISTRY
@@ -51,6 +52,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from xfusion.archs import classical
+from xfusion.archs.deform_conv import modulated_deform_conv2d
 from xfusion.archs.global_motion import refine_against_key, shifts_to_reference, track_between_keys
 from xfusion.archs.stf_base import STFNetwork
 
@@ -99,6 +101,40 @@ class FlowEstimator(nn.Module):
             warped = flow_warp(s, flow.permute(0, 2, 3, 1), padding_mode='border')
             flow = flow + self.basic[level](torch.cat([r, warped, r - warped, flow], 1))
         return flow
+
+
+class FlowGuidedAlign(nn.Module):
+    """BasicVSR++'s flow-guided deformable alignment, first order: the hidden features of the step before are
+    sampled by a modulated deformable convolution whose offsets are the flow plus a learned residual (at most
+    ``max_residue`` LR pixels), read from the flow-warped features, the frame's features and the flow.
+
+    It starts as the flow warp itself (residual offsets zero, the kernel a centred identity scaled for the
+    initial mask of 0.5): the learned offsets can then reach motion the flow network misses (fast local
+    parts), per kernel tap and offset group."""
+
+    def __init__(self, num_feat: int, groups: int = 4, max_residue: float = 5.0):
+        super().__init__()
+        self.groups, self.max_residue = groups, max_residue
+        self.conv_offset = nn.Sequential(nn.Conv2d(2 * num_feat + 2, num_feat, 3, 1, 1), nn.LeakyReLU(0.1, True),
+                                         nn.Conv2d(num_feat, num_feat, 3, 1, 1), nn.LeakyReLU(0.1, True),
+                                         nn.Conv2d(num_feat, 27 * groups, 3, 1, 1))
+        nn.init.zeros_(self.conv_offset[-1].weight)
+        nn.init.zeros_(self.conv_offset[-1].bias)
+        self.weight = nn.Parameter(torch.zeros(num_feat, num_feat, 3, 3))
+        self.bias = nn.Parameter(torch.zeros(num_feat))
+        with torch.no_grad():
+            self.weight[:, :, 1, 1] = 2 * torch.eye(num_feat)
+
+    def forward(self, hidden: torch.Tensor, warped: torch.Tensor, feat: torch.Tensor,
+                flow: torch.Tensor) -> torch.Tensor:
+        """hidden (B, C, h, w) at the step before, warped: it warped along flow (B, 2, h, w), feat: this frame's."""
+        o1, o2, mask = torch.chunk(self.conv_offset(torch.cat([warped, feat, flow], 1)), 3, dim=1)
+        # torchvision's offsets are (y, x) per tap; the flow is (x, y)
+        offset = self.max_residue * torch.tanh(torch.cat([o1, o2], 1)) + flow.flip(1).repeat(1, 9 * self.groups, 1, 1)
+        mask = torch.sigmoid(mask)
+        if hidden.is_cuda:
+            return torchvision.ops.deform_conv2d(hidden, offset, self.weight, self.bias, padding=1, mask=mask)
+        return modulated_deform_conv2d(hidden, offset, mask, self.weight, self.bias)
 
 
 @dataclass
@@ -154,6 +190,8 @@ class PropSTF(STFNetwork):
             frame strays from the steps between neighbours, summed and anchored at both key frames, takes the
             anchored sum's (``global_motion.track_between_keys``): far from a key frame, matching locks onto
             wrong peaks.
+        deform_align: each propagation step aligns the hidden features by flow-guided deformable convolution
+            (``FlowGuidedAlign``, after BasicVSR++) instead of the flow warp alone.
     """
     kind = 'segment'
 
@@ -174,7 +212,8 @@ class PropSTF(STFNetwork):
                  denoised_temporal: bool = False,
                  still_gate: bool = False,
                  refine_at_hr: bool = False,
-                 track_between_keys: bool = False):
+                 track_between_keys: bool = False,
+                 deform_align: bool = False):
         super().__init__(num_frame=1, num_frame_hi=num_frame_hi, center_frame_idx=0)
         if num_frame_hi not in (0, 2):
             raise ValueError(f'num_frame_hi must be 2 (key frames at both ends) or 0 (LR-only), got {num_frame_hi}')
@@ -196,6 +235,8 @@ class PropSTF(STFNetwork):
             self.add_hr_encoder(hr_encoder, num_in_ch, num_feat)
             self.forward_inject = nn.Conv2d(2 * num_feat, num_feat, 3, 1, 1)
             self.backward_inject = nn.Conv2d(2 * num_feat, num_feat, 3, 1, 1)
+        if deform_align:
+            self.forward_align, self.backward_align = FlowGuidedAlign(num_feat), FlowGuidedAlign(num_feat)
         self.forward_trunk = ConvResidualBlocks(2 * num_feat, num_feat, num_block)
         self.backward_trunk = ConvResidualBlocks(2 * num_feat, num_feat, num_block)
         self.fusion = nn.Conv2d(3 * num_feat, num_feat, 3, 1, 1)
@@ -306,13 +347,14 @@ class PropSTF(STFNetwork):
 
         frame_feats = feats.unbind(1)  # one unbind, not a select per step: its backward is one stack, not N
 
-        def branch(order, flows, trunk, inject):
+        def branch(order, flows, trunk, inject, align):
             hidden, flow_to_key, key_index = feats.new_zeros(b, feats.shape[2], h, w), None, no_key
             out_h, out_flow, out_key = [None] * n, [None] * n, [None] * n
             for step, i in enumerate(order):
                 if step:
                     flow = flows[i].permute(0, 2, 3, 1)
-                    hidden = flow_warp(hidden, flow, padding_mode='border')
+                    warped = flow_warp(hidden, flow, padding_mode='border')
+                    hidden = warped if align is None else align(hidden, warped, frame_feats[i], flows[i])
                     flow_to_key = flows[i] + flow_warp(flow_to_key, flow, padding_mode='border')
                 else:
                     flow_to_key = lq.new_zeros(b, 2, h, w)
@@ -336,8 +378,9 @@ class PropSTF(STFNetwork):
         bwd_flows = {i: to_next[i] for i in range(n - 1)}  # for position i: flow i -> i+1
         inject_f = self.forward_inject if self.uses_keys else None
         inject_b = self.backward_inject if self.uses_keys else None
-        fwd, flow_prev, prev_key = branch(range(n), fwd_flows, self.forward_trunk, inject_f)
-        bwd, flow_next, next_key = branch(range(n - 1, -1, -1), bwd_flows, self.backward_trunk, inject_b)
+        align_f, align_b = getattr(self, 'forward_align', None), getattr(self, 'backward_align', None)
+        fwd, flow_prev, prev_key = branch(range(n), fwd_flows, self.forward_trunk, inject_f, align_f)
+        bwd, flow_next, next_key = branch(range(n - 1, -1, -1), bwd_flows, self.backward_trunk, inject_b, align_b)
         step_flows = torch.stack(to_prev, 1) if n > 1 else None
         return SegmentState(lq, hq, key_pos, feats, fwd, bwd, flow_prev, flow_next, prev_key, next_key, step_flows,
                             sample_motion)
