@@ -55,6 +55,16 @@ def modulated_deform_conv2d(x: torch.Tensor, offset: torch.Tensor, mask: torch.T
     return out
 
 
+def deform_conv2d(x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor,
+                  bias: torch.Tensor | None, padding: int = 1, dilation: int = 1,
+                  fast: bool | None = None) -> torch.Tensor:
+    """Modulated deformable convolution (stride 1, one weight group) by the path for x's device: grid_sample
+    on CPU, torchvision's kernel on CUDA; ``fast`` True / False forces grid_sample / torchvision."""
+    if (not x.is_cuda) if fast is None else fast:
+        return modulated_deform_conv2d(x, offset, mask, weight, bias, padding, dilation)
+    return torchvision.ops.deform_conv2d(x, offset, weight, bias, padding=padding, dilation=dilation, mask=mask)
+
+
 class SwitchableDCNv2Pack(DCNv2Pack):
     """BasicSR's DCNv2Pack whose sampling runs by grid_sample on CPU and by torchvision on CUDA.
 
@@ -67,11 +77,10 @@ class SwitchableDCNv2Pack(DCNv2Pack):
         o1, o2, mask = torch.chunk(self.conv_offset(feat), 3, dim=1)
         offset = torch.cat((o1, o2), dim=1)
         mask = torch.sigmoid(mask)
-        fast = (not x.is_cuda) if self.fast is None else self.fast
         # BasicSR's DCNv2Pack (stride 1, one weight group, square padding) is all the fast path covers
-        if fast and self.stride in (1, (1, 1)) and self.groups == 1 and isinstance(self.padding, int) \
+        if self.stride in (1, (1, 1)) and self.groups == 1 and isinstance(self.padding, int) \
                 and isinstance(self.dilation, int):
-            return modulated_deform_conv2d(x, offset, mask, self.weight, self.bias, self.padding, self.dilation)
+            return deform_conv2d(x, offset, mask, self.weight, self.bias, self.padding, self.dilation, self.fast)
         return torchvision.ops.deform_conv2d(x, offset, self.weight, self.bias, self.stride, self.padding,
                                              self.dilation, mask)
 

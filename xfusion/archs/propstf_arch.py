@@ -44,7 +44,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torchvision
 from basicsr.archs.arch_util import ResidualBlockNoBN, flow_warp, make_layer
 from basicsr.archs.basicvsr_arch import ConvResidualBlocks
 from basicsr.utils.registry import ARCH_REGISTRY
@@ -52,7 +51,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from xfusion.archs import classical
-from xfusion.archs.deform_conv import modulated_deform_conv2d
+from xfusion.archs.deform_conv import deform_conv2d
 from xfusion.archs.global_motion import refine_against_key, shifts_to_reference, track_between_keys
 from xfusion.archs.stf_base import STFNetwork
 
@@ -117,7 +116,7 @@ class FlowGuidedAlign(nn.Module):
         self.groups, self.max_residue = groups, max_residue
         self.conv_offset = nn.Sequential(nn.Conv2d(2 * num_feat + 2, num_feat, 3, 1, 1), nn.LeakyReLU(0.1, True),
                                          nn.Conv2d(num_feat, num_feat, 3, 1, 1), nn.LeakyReLU(0.1, True),
-                                         nn.Conv2d(num_feat, 27 * groups, 3, 1, 1))
+                                         nn.Conv2d(num_feat, 3 * 9 * groups, 3, 1, 1))  # y, x, mask per tap
         nn.init.zeros_(self.conv_offset[-1].weight)
         nn.init.zeros_(self.conv_offset[-1].bias)
         self.weight = nn.Parameter(torch.zeros(num_feat, num_feat, 3, 3))
@@ -131,10 +130,7 @@ class FlowGuidedAlign(nn.Module):
         o1, o2, mask = torch.chunk(self.conv_offset(torch.cat([warped, feat, flow], 1)), 3, dim=1)
         # torchvision's offsets are (y, x) per tap; the flow is (x, y)
         offset = self.max_residue * torch.tanh(torch.cat([o1, o2], 1)) + flow.flip(1).repeat(1, 9 * self.groups, 1, 1)
-        mask = torch.sigmoid(mask)
-        if hidden.is_cuda:
-            return torchvision.ops.deform_conv2d(hidden, offset, self.weight, self.bias, padding=1, mask=mask)
-        return modulated_deform_conv2d(hidden, offset, mask, self.weight, self.bias)
+        return deform_conv2d(hidden, offset, torch.sigmoid(mask), self.weight, self.bias)
 
 
 @dataclass
@@ -235,6 +231,7 @@ class PropSTF(STFNetwork):
             self.add_hr_encoder(hr_encoder, num_in_ch, num_feat)
             self.forward_inject = nn.Conv2d(2 * num_feat, num_feat, 3, 1, 1)
             self.backward_inject = nn.Conv2d(2 * num_feat, num_feat, 3, 1, 1)
+        self.deform_align = deform_align
         if deform_align:
             self.forward_align, self.backward_align = FlowGuidedAlign(num_feat), FlowGuidedAlign(num_feat)
         self.forward_trunk = ConvResidualBlocks(2 * num_feat, num_feat, num_block)
@@ -378,7 +375,8 @@ class PropSTF(STFNetwork):
         bwd_flows = {i: to_next[i] for i in range(n - 1)}  # for position i: flow i -> i+1
         inject_f = self.forward_inject if self.uses_keys else None
         inject_b = self.backward_inject if self.uses_keys else None
-        align_f, align_b = getattr(self, 'forward_align', None), getattr(self, 'backward_align', None)
+        align_f = self.forward_align if self.deform_align else None
+        align_b = self.backward_align if self.deform_align else None
         fwd, flow_prev, prev_key = branch(range(n), fwd_flows, self.forward_trunk, inject_f, align_f)
         bwd, flow_next, next_key = branch(range(n - 1, -1, -1), bwd_flows, self.backward_trunk, inject_b, align_b)
         step_flows = torch.stack(to_prev, 1) if n > 1 else None
