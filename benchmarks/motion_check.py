@@ -1,6 +1,6 @@
 """How far a PropSTF network's whole-frame motion is from the truth, and what the truth would give it.
 
-    python scripts/motion_check.py --model experiments/demo_finetune_xray_prop/models/net_g_latest.pth \
+    python benchmarks/motion_check.py --model experiments/demo_finetune_xray_prop/models/net_g_latest.pth \
         --data datasets/demo/xray/val --period 20 [--b0 1000] [--out results/motion_check] [--track-between-keys]
 
 Sequences written by ``xfusion synth xray`` know their truth: the seed and index in meta.json remake the
@@ -28,9 +28,9 @@ import numpy as np
 import torch
 
 from xfusion.checkpoint import load_network
-from xfusion.commands.evaluate import noisy_lr
-from xfusion.data.sequence_io import open_xray_root
 from xfusion.errors import InputError
+from xfusion.fusion.evaluate import noisy_lr
+from xfusion.io.sequence import open_xray_root
 from xfusion.metrics import calculate_psnr_stf
 from xfusion.schedule import KeySchedule, check_period
 from xfusion.synth.xray import true_sample_motion
@@ -79,12 +79,8 @@ def check_sequence(net, seq, meta: dict, period: int, b0: float | None) -> dict:
 
         gt = [seq.read_hr(t) for t in span if t not in (start, stop)]
         for results, steps in ((own, own_steps), (true, exact_steps(true_forward, true_backward))):
-            net.global_steps = lambda *_, steps=steps: steps  # this instance only: measured once, used as given
-            try:
-                with torch.no_grad():
-                    out = net(lq, hq, key_pos, between)[0, :, 0].clamp(0, 1).numpy()
-            finally:
-                del net.global_steps  # back to the class's own method
+            with torch.no_grad():  # the motion measured once above, or the true one, given to the network
+                out = net(lq, hq, key_pos, between, motion=steps)[0, :, 0].clamp(0, 1).numpy()
             results += [calculate_psnr_stf(o, g, convention='float') for o, g in zip(out, gt)]
     if not errors:
         raise InputError(f'{seq.name}: no segment with a key frame at both ends at period {period}')
@@ -143,11 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         check_period(args.period, '--period')
-        net, _ = load_network(args.model)
+        # the option switched on when asked (the checkpoint's own value otherwise)
+        net, _ = load_network(args.model, **({'track_between_keys': True} if args.track_between_keys else {}))
         if not getattr(net, 'global_motion', False) or not net.uses_keys:
             raise InputError(f'{args.model}: not a key-frame network that measures whole-frame motion '
                              '(PropSTF with global_motion: true)')
-        net.track_between_keys = net.track_between_keys or args.track_between_keys
         rows = []
         for seq in open_xray_root(args.data):
             meta_path = Path(args.data) / seq.name / 'meta.json'

@@ -79,10 +79,10 @@ def side_by_side(*lanes: list[tuple[str, list[str], str]]) -> None:
     """Lanes of steps at the same time, the cores shared out among them (each lane's steps in order).
 
     On two cores the PropSTF and its LR-only variant trained side by side on one thread each take about a
-    fifth less time than one after the other on both (12.6 against 15.6 minutes on 2026-12-05): their many
-    small operations keep a second thread busy only part of the time. EDVRSTF keeps both busy, and trains
-    alone. One thread instead of two changes the last bits of the sums, so the trained weights differ as
-    between two seeds. The demo stops once every lane has ended if a step failed."""
+    fifth less time than one after the other on both (docs/experiments.md): their many small operations keep a
+    second thread busy only part of the time. EDVRSTF keeps both busy, and trains alone. One thread instead of
+    two changes the last bits of the sums, so the trained weights differ as between two seeds. The demo stops
+    once every lane has ended if a step failed."""
     lanes = tuple(lane for lane in lanes if lane)  # a lane whose data are there already takes no cores
     threads = max(1, (os.cpu_count() or 1) // max(len(lanes), 1))
     failed = []
@@ -134,6 +134,17 @@ def mean_psnr(metrics_csv: Path) -> dict[str, float]:
     return {method: sum(v) / len(v) for method, v in values.items()}
 
 
+def write_timing(marks: dict[str, float]) -> None:
+    """results/demo_logs/timing.json: the minutes of the whole demo and of its steps (benchmarks/demo_results.py
+    puts them into docs/results.md)."""
+    steps, previous = {}, started
+    for name in ('data', 'training', 'evaluation'):
+        steps[name] = round((marks[name] - previous) / 60, 2)
+        previous = marks[name]
+    (LOGS / 'timing.json').write_text(json.dumps({'minutes': round((marks['evaluation'] - started) / 60, 2),
+                                                  'steps': steps}, indent=1) + '\n')
+
+
 def main() -> None:
     print('XFusion demo: synthetic data -> training -> choice on validation -> evaluation on test')
     reds = synth('reds', DATA / 'reds', '--sequences', '6', '--frames', '30', '--hr-size', '128', '192', '--seed', '0')
@@ -143,12 +154,14 @@ def main() -> None:
     # x-ray: training sequences from noisy cameras (as in an experiment) and clean ones; clean val and
     # test sequences (their LR noise is added when they are evaluated)
     xray = DATA / 'xray'
+    marks: dict[str, float] = {}
     side_by_side(
         reds + synth('xray', xray / 'val', '--sequences', '4', '--frames', '41', '--seed', '2', '--b0', '0')
         + synth('xray', xray / 'test', '--sequences', '3', '--frames', '61', '--seed', '3', '--b0', '0'),
         synth('xray', xray / 'train_noisy', '--sequences', '8', '--frames', '60', '--seed', '1', '--b0', '1000')
         + synth('xray', xray / 'train_clean', '--sequences', '8', '--frames', '60', '--seed', '4', '--b0', '0'))
 
+    marks['data'] = time.time()
     training = {method: [(f'training {method}: {option_file}', [sys.executable, 'train.py', '-opt', option_file],
                           Path(option_file).stem) for option_file in option_files]
                 for method, (_, option_files) in NETWORKS.items()}
@@ -157,6 +170,7 @@ def main() -> None:
     test_py = ('test.py on the validation sequences',
                [sys.executable, 'test.py', '-opt', 'options/demo/finetune_xray_demo.yml'], 'test')
     side_by_side(training['propstf'], training['lr_only'] + [test_py])
+    marks['training'] = time.time()
 
     # the recommended network: the better key-frame network on the validation sequences
     choice = EVALUATION.parent / 'demo_choice'
@@ -181,6 +195,8 @@ def main() -> None:
         '--period', '20', '--lr-sep', '1', '--b0', '1000'] + [f'--model={n}={c}' for n, c in checkpoints.items()],
         'evaluate')
 
+    marks['evaluation'] = time.time()
+    write_timing(marks)
     summary = (EVALUATION / 'summary.md').read_text()
     print(f'\nRecommended network (stf): {recommended}, chosen on the validation sequences')
     print('\nNon-key frames of the test sequences (period 20, lr_sep 1, LR noise b0 = 1000):')

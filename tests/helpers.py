@@ -11,7 +11,7 @@ import numpy as np
 import yaml
 
 from xfusion.camera import area_average
-from xfusion.data.sequence_io import write_frame
+from xfusion.io.frames import write_frame
 
 DATA = Path(__file__).parent / 'data'
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ from helpers import ROOT, moving_scene, run_script, training_options, workspace,
 from xfusion.archs.edvrstf_arch import EDVRSTF
 from xfusion.archs.stf_base import STFNetwork
 from xfusion.archs.swinstf_arch import SwinSTF
-from xfusion.commands.evaluate import named
+from xfusion.commands.arguments import named
 from xfusion.errors import InputError
 
 FAMILY_FILE = '''"""A network family in one file: EDVRSTF whose LR features are doubled (a test of the plug-in path)."""

@@ -20,9 +20,14 @@ import tifffile
 
 from xfusion.camera import area_average
 from xfusion.commands import main
-from xfusion.data.camera_files import CineReader, MrawReader, find_metadata
-from xfusion.data.sequence_io import CameraSequence, FrameStack, SequenceError, open_xray_root, write_frame
-from xfusion.errors import InputError
+from xfusion.errors import InputError, SequenceError
+from xfusion.io.formats.cine import CineReader
+from xfusion.io.formats.mraw import MrawReader
+from xfusion.io.frames import write_frame
+from xfusion.io.intensity import IntensityScale
+from xfusion.io.metadata import find_metadata
+from xfusion.io.sequence import Sequence, open_xray_root
+from xfusion.io.stack import FrameStack
 from xfusion.schedule import MISALIGNED, schedule_from_times
 
 HR_FPS, LR_FPS = 71428.6, 1e6  # the TomoBank rad_00003 cameras: Phantom TMX7510 (HR), Shimadzu HPV-X2 (LR)
@@ -327,6 +332,76 @@ def test_bad_or_truncated_files_give_one_line_naming_the_file(tmp_path, capsys):
         assert len(err) == 1 and message in err[0], (source, err)
 
 
+def one_error_line(capsys, argv: list[str]) -> str:
+    """Run the xfusion command on bad input: exit status 2 and one line on stderr (no traceback); that line."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'Traceback' not in err[0], err
+    return err[0]
+
+
+def test_empty_intensity_range_is_one_line_naming_the_option(tmp_path, capsys):
+    frames = frames12(n=2, h=8, w=8)
+    for name, frame_set in (('lr', frames[:, ::4, ::4]), ('hr', frames)):
+        for t, frame in enumerate(frame_set):
+            write_frame(tmp_path / name / f'{t}.tif', np.ascontiguousarray(frame))
+    model = tmp_path / 'model.pth'
+    model.write_bytes(b'')
+    before = sorted(tmp_path.rglob('*'))
+    line = one_error_line(capsys, ['info', str(tmp_path / 'hr'), '--range', '1', '0'])
+    assert 'intensity range 1 0' in line and '--range' in line and 'value_range' in line, line
+    line = one_error_line(capsys, ['fuse', '--lr', str(tmp_path / 'lr'), '--hr', str(tmp_path / 'hr'), '--period', '1',
+                                   '--model', str(model), '--out', str(tmp_path / 'out'), '--range', '1', '0'])
+    assert 'intensity range 1 0' in line and '--range' in line, line
+    assert sorted(tmp_path.rglob('*')) == before  # nothing written
+    with pytest.raises(InputError, match='value_range'):  # the dataset option, the same check
+        IntensityScale.for_dtype(np.uint16, (5, 5))
+    with pytest.raises(InputError, match='two numbers'):
+        IntensityScale.for_dtype(np.uint16, (5,))
+
+
+def test_phantom_xml_with_real_bpp_0_is_one_line_naming_the_file(tmp_path, capsys):
+    write_frame(tmp_path / 'hr' / '0.tif', frames12(n=1, h=8, w=8)[0])
+    phantom_xml(tmp_path / 'hr.xml', 1, HR_FPS, 0, first=0)
+    before = sorted(tmp_path.rglob('*'))
+    line = one_error_line(capsys, ['info', str(tmp_path / 'hr')])
+    assert f'{tmp_path / "hr.xml"}: <RealBPP> is 0' in line, line
+    assert sorted(tmp_path.rglob('*')) == before
+    with pytest.raises(SequenceError, match='RealBPP> is 0'):
+        find_metadata(tmp_path / 'hr')
+
+
+def test_cine_header_with_absurd_counts_is_refused_before_pycine_reads_it(tmp_path, capsys, monkeypatch):
+    import pycine.file
+    read_header = pycine.file.read_header
+    read = []
+    monkeypatch.setattr(pycine.file, 'read_header', lambda path: read.append(path) or read_header(path))
+    frames = frames12(n=3, h=8, w=12)
+    good = write_cine(tmp_path / 'good.cine', frames, HR_FPS, stamps=np.arange(3) / HR_FPS)
+    assert np.array_equal(FrameStack(good).read(2), frames[2]) and len(read) == 1  # the check lets good files by
+    data = bytearray(good.read_bytes())
+    count_at = pycine_cine.CINEFILEHEADER.ImageCount.offset
+    data[count_at:count_at + 4] = struct.pack('<I', 0xFFFFFFFF)
+    (tmp_path / 'huge.cine').write_bytes(bytes(data))
+    line = one_error_line(capsys, ['info', str(tmp_path / 'huge.cine')])
+    assert f'{tmp_path / "huge.cine"}: truncated or corrupt CINE file' in line and '4294967295 images' in line, line
+    # a tagged block of size 0 (pycine would walk it for ever)
+    data = bytearray(good.read_bytes())
+    block_at = ctypes.sizeof(pycine_cine.CINEFILEHEADER) + ctypes.sizeof(pycine_cine.BITMAPINFOHEADER) + \
+        ctypes.sizeof(pycine_cine.SETUP)
+    data[block_at:block_at + 4] = struct.pack('<I', 0)
+    (tmp_path / 'loop.cine').write_bytes(bytes(data))
+    line = one_error_line(capsys, ['info', str(tmp_path / 'loop.cine')])
+    assert 'loop.cine: corrupt CINE file (a tagged block' in line, line
+    # "CI" and then anything
+    rng = np.random.default_rng(13)
+    for k, size in enumerate([10, 100, 5000, 20000, 20000, 20000]):
+        path = tmp_path / f'random{k}.cine'
+        path.write_bytes(b'CI' + rng.bytes(size))
+        assert f'{path}: ' in one_error_line(capsys, ['info', str(path)])
+    assert len(read) == 1  # none of the bad files reached pycine's header reader
+
+
 def test_missing_library_is_one_line_naming_what_to_install(tmp_path, monkeypatch):
     cih = write_mraw(tmp_path / 'cam.cih', frames12(n=2, h=4, w=4))
     cine = write_cine(tmp_path / 'cam.cine', frames12(n=2, h=4, w=4), HR_FPS)
@@ -420,7 +495,7 @@ def test_camera_files_in_an_xray_root_read_like_frame_folders(tmp_path):
                    white_lr, np.full((1, 8, 8), 100, np.uint16))
     sequences = open_xray_root(tmp_path / 'root')
     assert [s.name for s in sequences] == ['dx_seq', 'mraw_seq']
-    assert all(isinstance(s, CameraSequence) for s in sequences)
+    assert all(isinstance(s, Sequence) and s.layout == 'camera files' for s in sequences)
     dx, mraw = sequences
     assert mraw.hr_index == list(range(6)) and mraw.scale.high == 4095.0
     for t in range(6):
@@ -494,14 +569,15 @@ def checkpoint(tmp_path_factory):
 
 
 def test_fuse_keeps_12_bit_words_and_records_formats_and_times(tmp_path, checkpoint, capsys):
-    from xfusion.commands.fuse import fuse
+    from xfusion.fusion.config import FuseConfig, RunOptions, SourceOptions
+    from xfusion.fusion.fuse import fuse
     scene = np.random.default_rng(11).uniform(0.1, 0.9, (17, 16, 16))
     lr = np.rint(np.stack([area_average(f) for f in scene]) * 4095).astype(np.uint16)
     write_mraw(tmp_path / 'LR.cih', lr, fps=LR_FPS, start=-2)  # LR steps 0, 1, ... at -2, -1, ... us
     hr = np.rint(scene[[2, 16]] * 4095).astype(np.uint16)
     write_cine(tmp_path / 'HR.cine', hr, HR_FPS, stamps=np.arange(2) / HR_FPS)
-    out = fuse(str(tmp_path / 'LR.cih'), str(tmp_path / 'HR.cine'), str(checkpoint), str(tmp_path / 'out'),
-               progress=False)
+    out = fuse(FuseConfig(SourceOptions(str(tmp_path / 'LR.cih'), str(tmp_path / 'HR.cine')), str(checkpoint),
+                          str(tmp_path / 'out'), run=RunOptions(progress=False)))
     assert 'HR frame -> LR step 0->2, 1->16' in capsys.readouterr().out
     fused = [tifffile.imread(out / f'{t:08d}.tif') for t in range(17)]
     assert all(f.dtype == np.uint16 and f.shape == (16, 16) and f.max() <= 4095 for f in fused)
@@ -516,15 +592,16 @@ def test_fuse_keeps_12_bit_words_and_records_formats_and_times(tmp_path, checkpo
 
 
 def test_fuse_of_flat_corrected_dataexchange_writes_float32(tmp_path, checkpoint):
-    from xfusion.commands.fuse import fuse
+    from xfusion.fusion.config import FuseConfig, RunOptions, SourceOptions
+    from xfusion.fusion.fuse import fuse
     scene = np.random.default_rng(12).uniform(0.1, 0.9, (5, 32, 32))
     lr = np.stack([area_average(f) for f in scene])
     for name, frames, size in (('LR', lr, 8), ('HR', scene[[0, 4]], 32)):
         white = np.full((2, size, size), 3100, np.uint16)
         dark = np.full((1, size, size), 100, np.uint16)
         write_dxchange(tmp_path / f'{name}.h5', np.rint(100 + frames * 3000).astype(np.uint16), white, dark)
-    out = fuse(str(tmp_path / 'LR.h5'), str(tmp_path / 'HR.h5'), str(checkpoint), str(tmp_path / 'out.h5'),
-               period=4, progress=False)
+    out = fuse(FuseConfig(SourceOptions(str(tmp_path / 'LR.h5'), str(tmp_path / 'HR.h5'), period=4), str(checkpoint),
+                          str(tmp_path / 'out.h5'), run=RunOptions(progress=False)))
     with h5py.File(out, 'r') as f:
         fused = f['/exchange/data'][()]
     assert fused.dtype == np.float32 and fused.shape == (5, 32, 32) and 0 <= fused.min() and fused.max() <= 1
@@ -542,3 +619,39 @@ def test_fuse_without_period_or_times_says_what_is_missing(tmp_path, checkpoint,
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and 'the LR and HR sources carry no frame times' in err[0]
     assert not (tmp_path / 'out').exists()
+
+
+def test_one_sequence_fuses_alike_from_mraw_dataexchange_and_frame_folders(tmp_path, checkpoint):
+    """One scene written as 12-bit MRAW, as DataExchange raw counts under a non-uniform flat and a dark, and as
+    16-bit PNG folders, fuses to the same frames (the readers' scales, the flat/dark correction, the clocks)."""
+    from xfusion.fusion.config import FuseConfig, RunOptions, SourceOptions
+    from xfusion.fusion.fuse import fuse
+    rng = np.random.default_rng(13)
+    scene = rng.uniform(0.2, 0.8, (9, 32, 32))
+    keys = [0, 4, 8]
+    lr, hr = np.stack([area_average(f) for f in scene]), scene[keys]
+    (tmp_path / 'mraw').mkdir()
+    write_mraw(tmp_path / 'mraw' / 'LR.cih', np.rint(lr * 4095).astype(np.uint16), fps=LR_FPS)
+    write_mraw(tmp_path / 'mraw' / 'HR.cih', np.rint(hr * 4095).astype(np.uint16), fps=LR_FPS / 4)
+    for name, frames in (('LR', lr), ('HR', hr)):
+        yy, xx = np.mgrid[:frames.shape[1], :frames.shape[2]] / frames.shape[1]
+        flat, dark = 2200 + 900 * xx + 400 * yy, 95 + 10 * (np.arange(frames.shape[2]) % 4) / 3 + 0 * yy
+        write_dxchange(tmp_path / 'dx' / f'{name}.h5', np.rint(dark + frames * (flat - dark)).astype(np.uint16),
+                       white=np.rint(np.stack([flat - 1, flat + 1])).astype(np.uint16),
+                       dark=np.rint(dark[None]).astype(np.uint16))
+        for t, frame in zip(range(len(frames)) if name == 'LR' else keys, frames):
+            write_frame(tmp_path / 'folders' / name / f'{t:04d}.png', np.rint(frame * 65535).astype(np.uint16))
+
+    def fused(lr_src, hr_src, out, period=4):
+        folder = fuse(FuseConfig(SourceOptions(str(lr_src), str(hr_src), period=period), str(checkpoint),
+                                 str(tmp_path / out), run=RunOptions(progress=False)))
+        return np.stack([tifffile.imread(folder / f'{t:08d}.tif') for t in range(9)])
+    mraw = fused(tmp_path / 'mraw' / 'LR.cih', tmp_path / 'mraw' / 'HR.cih', 'a')
+    dx = fused(tmp_path / 'dx' / 'LR.h5', tmp_path / 'dx' / 'HR.h5', 'b')
+    folders = fused(tmp_path / 'folders' / 'LR', tmp_path / 'folders' / 'HR', 'c')
+    assert mraw.dtype == np.uint16 and mraw.max() <= 4095 and dx.dtype == np.float32
+    reference = folders / 65535
+    assert np.abs(mraw / 4095 - reference).max() < 1e-3
+    assert np.abs(dx - reference).max() < 1e-3
+    # without --period, the cameras' clocks (250 kfps against 1 Mfps) give the same schedule and the same frames
+    assert np.array_equal(fused(tmp_path / 'mraw' / 'LR.cih', tmp_path / 'mraw' / 'HR.cih', 'd', period=None), mraw)

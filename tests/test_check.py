@@ -13,9 +13,10 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from helpers import moving_scene, write_pair_sequence
 from xfusion.baselines import BASELINES
 from xfusion.commands import main
-from xfusion.commands.check import largest_rectangle
-from xfusion.commands.evaluate import evaluate
-from xfusion.data.sequence_io import write_frame
+from xfusion.fusion.config import EvaluateConfig, RunOptions
+from xfusion.fusion.evaluate import evaluate
+from xfusion.fusion.sources import largest_rectangle
+from xfusion.io.frames import write_frame
 
 FRAMES, PERIOD = 13, 3  # key frames 0, 3, 6, 9, 12: frames 3, 6, 9 are held out
 EDVR = dict(type='EDVRSTF', num_feat=8, deformable_groups=2, num_extract_block=1, num_reconstruct_block=1)
@@ -76,8 +77,9 @@ def test_holdout_equals_evaluate_at_twice_the_period(experiment, networks, tmp_p
     # its gaps; step 6 is the middle of a gap of the sequence that starts at step 3
     truth = {}
     for name, start in (('virtual', 0), ('shifted', 3)):
-        result = evaluate(str(experiment / name), str(tmp_path / f'eval_{name}'), methods, [2 * PERIOD], [1], [None],
-                          networks=networks, convention='float', progress=False, report=False)
+        result = evaluate(EvaluateConfig(str(experiment / name), str(tmp_path / f'eval_{name}'), methods, [2 * PERIOD],
+                                         [1], [None], networks=networks, convention='float',
+                                         run=RunOptions(batch=4, progress=False), report=False))
         for r in result['rows']:
             if not r['is_key']:
                 truth[(r['method'], r['frame'] + start)] = r

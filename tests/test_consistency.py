@@ -10,8 +10,9 @@ from test_fuse import NET, save_experiment
 from helpers import moving_scene
 from xfusion.camera import CameraModel, fit_lr_camera, hr_field_of_view, lr_camera, poisson_noise
 from xfusion.commands import main
-from xfusion.commands.fuse import fuse
-from xfusion.data.sequence_io import read_frame, write_frame
+from xfusion.fusion.config import FuseConfig, RunOptions, SourceOptions
+from xfusion.fusion.fuse import fuse
+from xfusion.io.frames import read_frame, write_frame
 
 
 def scene(frames=9, size=(128, 128), seed=1):
@@ -120,8 +121,8 @@ def read_consistency(path):
 
 def test_fuse_writes_consistency_maps_and_flags_the_planted_frame(tmp_path, identity_checkpoint):
     lr_dir, hr_dir = static_experiment(tmp_path)
-    out = fuse(str(lr_dir), str(hr_dir), str(identity_checkpoint), str(tmp_path / 'out'), period=4,
-               maps=str(tmp_path / 'maps'), progress=False)
+    out = fuse(FuseConfig(SourceOptions(str(lr_dir), str(hr_dir), period=4), str(identity_checkpoint),
+                          str(tmp_path / 'out'), run=RunOptions(progress=False), maps=str(tmp_path / 'maps')))
     columns, rows = read_consistency(out / 'consistency.csv')
     assert columns[:3] == ['frame', 'is_key', 'chi2'] and [int(r['frame']) for r in rows] == list(range(9))
     chi2 = np.array([float(r['chi2']) for r in rows])
@@ -141,8 +142,8 @@ def test_fuse_writes_consistency_maps_and_flags_the_planted_frame(tmp_path, iden
 
 def test_fuse_project_and_given_b0(tmp_path, identity_checkpoint):
     lr_dir, hr_dir = static_experiment(tmp_path)
-    out = fuse(str(lr_dir), str(hr_dir), str(identity_checkpoint), str(tmp_path / 'out.h5'), period=4, b0=2000.0,
-               project=True, progress=False)
+    out = fuse(FuseConfig(SourceOptions(str(lr_dir), str(hr_dir), period=4, b0=2000.0), str(identity_checkpoint),
+                          str(tmp_path / 'out.h5'), run=RunOptions(progress=False), project=True))
     columns, rows = read_consistency(tmp_path / 'out.h5.consistency.csv')
     assert 'chi2_unprojected' in columns and out.name == 'out.h5'
     before, after = float(rows[5]['chi2_unprojected']), float(rows[5]['chi2'])

@@ -9,8 +9,9 @@ from helpers import moving_scene, write_pair_sequence
 from xfusion.archs.edvrstf_arch import EDVRSTF
 from xfusion.baselines import BASELINES
 from xfusion.commands import main
-from xfusion.commands.evaluate import CSV_COLUMNS, evaluate, noisy_lr
-from xfusion.data.sequence_io import open_xray_root
+from xfusion.fusion.config import EvaluateConfig, RunOptions
+from xfusion.fusion.evaluate import CSV_COLUMNS, evaluate, noisy_lr
+from xfusion.io.sequence import open_xray_root
 
 NET = dict(type='EDVRSTF', num_feat=8, deformable_groups=2, num_extract_block=1, num_reconstruct_block=1)
 
@@ -38,8 +39,9 @@ def test_evaluate_writes_csv_summary_plots_and_panels(xray_root, tmp_path):
     lr_only = checkpoint(tmp_path / 'lr_only', num_frame_hi=0)
     out = tmp_path / 'eval'
     methods = ['bicubic', 'key_copy', 'temporal', 'bayes', 'lr_only', 'stf']
-    result = evaluate(str(xray_root), str(out), methods, [2, 4], [1, 2], [None, 1e3],
-                      networks={'stf': stf, 'lr_only': lr_only}, progress=False)
+    result = evaluate(EvaluateConfig(str(xray_root), str(out), methods, [2, 4], [1, 2], [None, 1e3],
+                                     networks={'stf': stf, 'lr_only': lr_only},
+                                     run=RunOptions(batch=4, progress=False)))
     with open(out / 'metrics.csv') as f:
         reader = csv.DictReader(f)
         rows = list(reader)

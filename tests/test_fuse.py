@@ -10,9 +10,12 @@ import yaml
 from xfusion.archs.edvrstf_arch import EDVRSTF
 from xfusion.camera import area_average
 from xfusion.commands import main
-from xfusion.commands.fuse import blend_weight, fuse, tile_boxes
-from xfusion.data.sequence_io import read_frame, write_frame
+from xfusion.fusion.config import FuseConfig, RunOptions, SourceOptions
+from xfusion.fusion.fuse import fuse
+from xfusion.fusion.streams import blend_weight, tile_boxes
+from xfusion.io.frames import read_frame, write_frame
 
+QUIET = RunOptions(progress=False)
 NET = dict(type='EDVRSTF', num_feat=8, deformable_groups=2, num_extract_block=1, num_reconstruct_block=1)
 
 
@@ -61,9 +64,10 @@ def checkpoint(tmp_path_factory):
 
 def test_tiled_and_untiled_outputs_agree(tmp_path, checkpoint):
     lr_dir, hr_dir = write_folders(tmp_path, scene(3, 256, 256), period=2, dtype=np.uint16)
-    whole = fuse(str(lr_dir), str(hr_dir), str(checkpoint), str(tmp_path / 'whole'), period=2, progress=False)
-    tiled = fuse(str(lr_dir), str(hr_dir), str(checkpoint), str(tmp_path / 'tiled'), period=2, tile=64, overlap=8,
-                 progress=False)
+    sources = SourceOptions(str(lr_dir), str(hr_dir), period=2)
+    whole = fuse(FuseConfig(sources, str(checkpoint), str(tmp_path / 'whole'), run=QUIET))
+    tiled = fuse(FuseConfig(sources, str(checkpoint), str(tmp_path / 'tiled'),
+                            run=RunOptions(tile=64, overlap=8, progress=False)))
     for t in range(3):
         a = read_frame(whole / f'{t:08d}.tif').astype(float) / 65535
         b = read_frame(tiled / f'{t:08d}.tif').astype(float) / 65535
@@ -77,7 +81,8 @@ def test_16_bit_identity_network_reproduces_key_frames(tmp_path):
     ckpt = save_experiment(tmp_path / 'exp', dict(NET, base='key_blend', hr_encoder='unshuffle'), identity=True)
     frames = scene(7, 16, 20)
     lr_dir, hr_dir = write_folders(tmp_path, frames, period=3)
-    out = fuse(str(lr_dir), str(hr_dir), str(ckpt), str(tmp_path / 'out'), period=3, progress=False)
+    out = fuse(FuseConfig(SourceOptions(str(lr_dir), str(hr_dir), period=3), str(ckpt), str(tmp_path / 'out'),
+                          run=QUIET))
     fused = [read_frame(out / f'{t:08d}.tif') for t in range(7)]
     assert all(f.dtype == np.uint16 and f.shape == (64, 80) for f in fused)
     for t in (0, 3, 6):
@@ -93,11 +98,11 @@ def test_hdf5_tiff_stack_and_folder_sources_give_identical_outputs(tmp_path, che
         f['/exchange/lr'] = lr
         f['/exchange/hr'] = hr
     tifffile.imwrite(tmp_path / 'lr_stack.tif', lr)
-    a = fuse(str(lr_dir), str(hr_dir), str(checkpoint), str(tmp_path / 'a'), period=2, progress=False)
-    b = fuse(f'{tmp_path}/exp.h5:/exchange/lr', f'{tmp_path}/exp.h5:/exchange/hr', str(checkpoint),
-             str(tmp_path / 'b.h5'), period=2, progress=False)
-    c = fuse(str(tmp_path / 'lr_stack.tif'), str(hr_dir), str(checkpoint), str(tmp_path / 'c'), period=2,
-             progress=False)
+    def run(lr, hr, out):
+        return fuse(FuseConfig(SourceOptions(lr, hr, period=2), str(checkpoint), str(tmp_path / out), run=QUIET))
+    a = run(str(lr_dir), str(hr_dir), 'a')
+    b = run(f'{tmp_path}/exp.h5:/exchange/lr', f'{tmp_path}/exp.h5:/exchange/hr', 'b.h5')
+    c = run(str(tmp_path / 'lr_stack.tif'), str(hr_dir), 'c')
     with h5py.File(b, 'r') as f:
         fused_h5 = f['/exchange/data'][()]
     assert fused_h5.shape == (5, 64, 64) and fused_h5.dtype == np.uint16
@@ -113,8 +118,8 @@ def test_explicit_key_index_and_odd_sizes(tmp_path, checkpoint):
     for t in (1, 4):
         write_frame(tmp_path / 'keys' / f'{t}.tif', np.rint(frames[t] * 65535).astype(np.uint16))
     (tmp_path / 'index.txt').write_text('1 4\n')
-    out = fuse(str(lr_dir), str(tmp_path / 'keys'), str(checkpoint), str(tmp_path / 'out'),
-               hr_index=str(tmp_path / 'index.txt'), progress=False)
+    sources = SourceOptions(str(lr_dir), str(tmp_path / 'keys'), hr_index=str(tmp_path / 'index.txt'))
+    out = fuse(FuseConfig(sources, str(checkpoint), str(tmp_path / 'out'), run=QUIET))
     assert read_frame(out / '00000005.tif').shape == (40, 56)
     assert json.loads((out / 'xfusion.json').read_text())['schedule']['key_times'] == [1, 4]
 

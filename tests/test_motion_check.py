@@ -1,4 +1,4 @@
-"""scripts/motion_check.py: a PropSTF network's whole-frame shifts against the truth of synthetic sequences."""
+"""benchmarks/motion_check.py: a PropSTF network's whole-frame shifts against the truth of synthetic sequences."""
 import importlib.util
 import json
 
@@ -11,7 +11,7 @@ from helpers import ROOT
 from xfusion.archs.propstf_arch import PropSTF
 from xfusion.synth.xray import synth_xray
 
-spec = importlib.util.spec_from_file_location('motion_check', ROOT / 'scripts' / 'motion_check.py')
+spec = importlib.util.spec_from_file_location('motion_check', ROOT / 'benchmarks' / 'motion_check.py')
 motion_check = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(motion_check)
 

@@ -12,8 +12,8 @@ from xfusion.archs import classical
 from xfusion.archs.propstf_arch import PropSTF
 from xfusion.baselines import bayes, estimate_noise_var, estimate_noise_var_temporal, temporal
 from xfusion.camera import area_average
-from xfusion.data.sequence_io import read_frame
 from xfusion.inference import SequenceInference
+from xfusion.io.frames import read_frame
 from xfusion.schedule import FrameSource, KeySchedule
 
 

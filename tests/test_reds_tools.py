@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from xfusion.commands import main
-from xfusion.data.sequence_io import read_frame, read_reds_meta
+from xfusion.io.frames import read_frame
+from xfusion.io.sequence import read_reds_meta
 
 
 @pytest.fixture(scope='module')

@@ -10,7 +10,7 @@ import pytest
 from scipy import ndimage
 
 from xfusion.commands import main
-from xfusion.data.sequence_io import write_frame
+from xfusion.io.frames import write_frame
 from xfusion.registration import (
     REQUIRED_KEYS,
     estimate_transform,

@@ -11,8 +11,9 @@ from test_evaluate import checkpoint
 
 from helpers import HANG_GUARD_S, moving_scene, write_pair_sequence
 from xfusion.camera import area_average
-from xfusion.commands.evaluate import evaluate
-from xfusion.commands.fuse import fuse
+from xfusion.fusion.config import EvaluateConfig, FuseConfig, RunOptions, SourceOptions
+from xfusion.fusion.evaluate import evaluate
+from xfusion.fusion.fuse import fuse
 from xfusion.report import Player, Section, display_window, markdown_html, upsampled, write_report
 
 
@@ -76,8 +77,8 @@ def test_evaluate_writes_a_report_and_a_video(tmp_path):
                             np.uint16)
     stf = checkpoint(tmp_path / 'stf')
     methods = ['bicubic', 'key_copy', 'bayes', 'stf']
-    evaluate(str(root), str(tmp_path / 'eval'), methods, [4], [1], [None, 1e3], networks={'stf': stf},
-             progress=False, video=str(tmp_path / 'eval.mp4'))
+    evaluate(EvaluateConfig(str(root), str(tmp_path / 'eval'), methods, [4], [1], [None, 1e3], networks={'stf': stf},
+                            run=RunOptions(batch=4, progress=False), video=str(tmp_path / 'eval.mp4')))
     data = report_data(tmp_path / 'eval' / 'report.html')
     assert [p['name'] for p in data['players']] == ['seq_0', 'seq_1']
     for player in data['players']:
@@ -93,8 +94,9 @@ def test_evaluate_writes_a_report_and_a_video(tmp_path):
 
 def test_fuse_report_and_video(tmp_path, identity_checkpoint):  # noqa: F811  (the fixture)
     lr_dir, hr_dir = static_experiment(tmp_path)
-    out = fuse(str(lr_dir), str(hr_dir), str(identity_checkpoint), str(tmp_path / 'out'), period=4, report=True,
-               video=str(tmp_path / 'fused.mp4'), progress=False)
+    out = fuse(FuseConfig(SourceOptions(str(lr_dir), str(hr_dir), period=4), str(identity_checkpoint),
+                          str(tmp_path / 'out'), run=RunOptions(progress=False), report=True,
+                          video=str(tmp_path / 'fused.mp4')))
     data = report_data(out / 'report.html')
     (player,) = data['players']
     assert player['metric'] == 'chi2' and player['log'] and len(player['frames']) == 9

@@ -5,16 +5,10 @@ import tifffile
 
 from helpers import moving_scene, write_pair_sequence
 from xfusion.camera import area_average
-from xfusion.data.sequence_io import (
-    FolderSequence,
-    H5Sequence,
-    IntensityScale,
-    SequenceError,
-    list_frames,
-    open_xray_root,
-    read_frame,
-    write_frame,
-)
+from xfusion.errors import SequenceError
+from xfusion.io.frames import list_frames, read_frame, write_frame
+from xfusion.io.intensity import IntensityScale
+from xfusion.io.sequence import Sequence, open_xray_root
 
 
 def test_natural_sort(tmp_path):
@@ -58,7 +52,7 @@ def test_folder_and_hdf5_give_identical_frames(tmp_path):
     with h5py.File(tmp_path / 'seq_a.h5', 'w') as f:
         f['lr'] = np.stack([read_frame(p) for p in folder.lr_files])
         f['hr'] = np.stack([read_frame(p) for p in folder.hr_files])
-    h5 = H5Sequence(tmp_path / 'seq_a.h5')
+    h5 = Sequence.from_h5(tmp_path / 'seq_a.h5')
     assert (h5.num_frames, h5.lr_shape, h5.hr_shape) == (6, (8, 12), (32, 48))
     for t in range(6):
         assert np.array_equal(h5.read_lr(t), folder.read_lr(t))
@@ -71,7 +65,7 @@ def test_hdf5_real_experiment_key_frames_only(tmp_path):
         f['lr'] = np.zeros((10, 4, 4), np.uint16)
         f['hr'] = np.ones((2, 16, 16), np.uint16)
         f['hr_index'] = [0, 8]
-    seq = H5Sequence(tmp_path / 'real.h5')
+    seq = Sequence.from_h5(tmp_path / 'real.h5')
     assert seq.hr_index == [0, 8] and seq.read_hr(8).shape == (16, 16)
     with pytest.raises(SequenceError, match='no HR frame at time step 3'):
         seq.read_hr(3)
@@ -82,19 +76,19 @@ def test_errors_name_the_file(tmp_path):
     write_frame(tmp_path / 'a' / 'HR' / '0.png', np.zeros((32, 32), np.uint8))
     write_frame(tmp_path / 'a' / 'LR' / '0.png', np.zeros((9, 8), np.uint8))
     with pytest.raises(SequenceError, match=r'HR must be exactly 4x LR') as err:
-        FolderSequence(tmp_path / 'a' / 'HR', tmp_path / 'a' / 'LR')
+        Sequence.from_folders(tmp_path / 'a' / 'HR', tmp_path / 'a' / 'LR')
     assert 'HR/0.png' in str(err.value)
     # counts differ
     write_frame(tmp_path / 'b' / 'HR' / '0.png', np.zeros((32, 32), np.uint8))
     write_frame(tmp_path / 'b' / 'HR' / '1.png', np.zeros((32, 32), np.uint8))
     write_frame(tmp_path / 'b' / 'LR' / '0.png', np.zeros((8, 8), np.uint8))
     with pytest.raises(SequenceError, match='2 frames but .* has 1'):
-        FolderSequence(tmp_path / 'b' / 'HR', tmp_path / 'b' / 'LR')
+        Sequence.from_folders(tmp_path / 'b' / 'HR', tmp_path / 'b' / 'LR')
     # empty folder
     (tmp_path / 'c' / 'HR').mkdir(parents=True)
     (tmp_path / 'c' / 'LR').mkdir(parents=True)
     with pytest.raises(SequenceError, match='c/HR: no frames'):
-        FolderSequence(tmp_path / 'c' / 'HR', tmp_path / 'c' / 'LR')
+        Sequence.from_folders(tmp_path / 'c' / 'HR', tmp_path / 'c' / 'LR')
     # unreadable frame
     (tmp_path / 'bad.png').write_bytes(b'not a png')
     with pytest.raises(SequenceError, match='bad.png: unreadable'):
@@ -112,7 +106,7 @@ def test_errors_name_the_file(tmp_path):
     with h5py.File(tmp_path / 'nohr.h5', 'w') as f:
         f['lr'] = np.zeros((3, 4, 4), np.uint8)
     with pytest.raises(SequenceError, match="nohr.h5: no dataset 'hr'"):
-        H5Sequence(tmp_path / 'nohr.h5')
+        Sequence.from_h5(tmp_path / 'nohr.h5')
     with pytest.raises(SequenceError, match='no sequences'):
         open_xray_root(tmp_path / 'c')
 
@@ -133,7 +127,7 @@ def test_area_average_helper_matches_lr():
 
 
 def test_frame_stack_keeps_its_interface_for_plain_sources(tmp_path):
-    from xfusion.data.sequence_io import FrameStack
+    from xfusion.io.stack import FrameStack
     frames = np.random.default_rng(1).integers(0, 65536, (4, 8, 12), dtype=np.uint16)
     for t, frame in enumerate(frames):
         write_frame(tmp_path / 'folder' / f'{t}.png', frame)
@@ -151,3 +145,54 @@ def test_frame_stack_keeps_its_interface_for_plain_sources(tmp_path):
         assert stack.describe()['frames'] == 4 and stack.describe()['intensity_range'] == [0.0, 65535.0]
     with pytest.raises(IndexError):
         FrameStack(tmp_path / 'stack.tif').read(4)
+
+
+def test_a_sequence_reads_each_frame_once(tmp_path, monkeypatch):
+    import xfusion.io.formats.folder as folder
+    make_xray_pair(tmp_path, 'seq', frames=3)
+    reads = []
+    real = folder.read_frame
+    monkeypatch.setattr(folder, 'read_frame', lambda path: reads.append(path.name) or real(path))
+    seq = open_xray_root(tmp_path)[0]
+    assert sorted(reads) == ['00000000.png', '00000000.png']  # frame 0 of each camera, read once to open and check
+    reads.clear()
+    seq.read_lr(2), seq.read_hr(1)
+    assert reads == ['00000002.png', '00000001.png']
+    assert seq.lr_path(2) == str(seq.lr_files[2]) and seq.lr_files[2].parent.name == 'LR'
+
+
+def test_hdf5_sequence_is_two_frame_stacks_of_one_file(tmp_path):
+    with h5py.File(tmp_path / 'k.h5', 'w') as f:
+        f['lr'] = np.zeros((5, 4, 4), np.uint16)
+        f['hr'] = np.ones((2, 16, 16), np.uint16)
+        f['hr_index'] = [1, 4]
+    seq = Sequence.from_h5(tmp_path / 'k.h5')
+    assert (seq.lr.spec, seq.hr.spec, seq.layout) == (f'{tmp_path}/k.h5:lr', f'{tmp_path}/k.h5:hr', 'h5')
+    assert seq.lr_path(3) == f'{tmp_path}/k.h5:lr[3]' and seq.read_hr(4).max() == pytest.approx(1 / 65535)
+    with h5py.File(tmp_path / 'bad_index.h5', 'w') as f:
+        f['lr'], f['hr'], f['hr_index'] = np.zeros((5, 4, 4), np.uint8), np.zeros((2, 16, 16), np.uint8), [1, 5]
+    with pytest.raises(SequenceError, match=r'bad_index.h5: hr_index must give one LR time step in 0..4'):
+        Sequence.from_h5(tmp_path / 'bad_index.h5')
+    with h5py.File(tmp_path / 'depths.h5', 'w') as f:
+        f['lr'], f['hr'] = np.zeros((2, 4, 4), np.uint8), np.zeros((2, 16, 16), np.uint16)
+    with pytest.raises(SequenceError, match=r'depths.h5:lr\[0\] is uint8 but .*both cameras must have the same bit'):
+        Sequence.from_h5(tmp_path / 'depths.h5')
+
+
+def test_the_registry_says_which_reader_opens_a_source(tmp_path):
+    from xfusion.io.formats import CAMERA_SUFFIXES, READERS, open_source
+    assert set(CAMERA_SUFFIXES) == {'.cih', '.cihx', '.cine', '.h5', '.hdf5', '.tif', '.tiff'}
+    frames = np.zeros((2, 4, 4), np.uint16)
+    write_frame(tmp_path / 'folder' / '0.png', frames[0])
+    tifffile.imwrite(tmp_path / 'stack.tif', frames, photometric='minisblack')
+    with h5py.File(tmp_path / 'f.h5', 'w') as f:
+        f['/exchange/data'] = frames
+        f['/raw'] = frames
+    kinds = {spec: open_source(tmp_path / spec).kind for spec in ('folder', 'stack.tif', 'f.h5', 'f.h5:/raw')}
+    assert kinds == {'folder': 'folder', 'stack.tif': 'tiff', 'f.h5': 'dxchange', 'f.h5:/raw': 'h5'}
+    assert [reader.kind for reader in READERS] == ['folder', 'dxchange', 'h5', 'tiff', 'mraw', 'cine']
+    with pytest.raises(SequenceError, match='x.cine: not found'):
+        open_source(tmp_path / 'x.cine')
+    (tmp_path / 'notes.txt').write_text('')
+    with pytest.raises(SequenceError, match='notes.txt: expected a frame folder'):
+        open_source(tmp_path / 'notes.txt')

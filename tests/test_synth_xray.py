@@ -10,8 +10,8 @@ import pytest
 
 from xfusion.camera import area_average
 from xfusion.commands import main
-from xfusion.data.sequence_io import FolderSequence, open_xray_root
 from xfusion.errors import InputError
+from xfusion.io.sequence import Sequence, open_xray_root
 from xfusion.synth.xray import FLAT_UNIT, synth_xray, true_sample_motion
 
 SIZE, FRAMES, SEED, B0 = (64, 64), 6, 2, 1000.0  # seed 2: one sequence with global motion, two without
@@ -162,7 +162,7 @@ def test_open_xray_root_reads_the_output(noisy_root):
     sequences = open_xray_root(noisy_root)
     assert [s.name for s in sequences] == ['seq_000', 'seq_001', 'seq_002']
     for seq in sequences:
-        assert isinstance(seq, FolderSequence)
+        assert isinstance(seq, Sequence) and seq.layout == 'folders'
         assert seq.num_frames == FRAMES and seq.hr_shape == SIZE and seq.lr_shape == (16, 16)
         assert seq.scale.dtype == np.uint16
         hr, lr = seq.read_hr(FRAMES - 1), seq.read_lr(0)

@@ -51,8 +51,9 @@ def state_dict_of(checkpoint: str | Path) -> tuple[dict, str]:
         loaded = torch.load(checkpoint, map_location='cpu', weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f'{checkpoint}: checkpoint not found') from None
-    except Exception as error:
-        raise CheckpointError(f'{checkpoint}: unreadable checkpoint ({error})') from error
+    except Exception as error:  # torch's own text runs to several lines and names no file
+        raise CheckpointError(f'{checkpoint}: unreadable checkpoint ({type(error).__name__}): not network weights '
+                              'saved by torch.save; give a net_g_*.pth of a training run') from error
     for key in ('params_ema', 'params'):
         if isinstance(loaded, dict) and key in loaded:
             state = loaded[key]

@@ -8,3 +8,7 @@ traceback.
 
 class InputError(ValueError):
     """Bad input, described in one line that names the option or file at fault and the fix."""
+
+
+class SequenceError(InputError):
+    """Bad input data: the message names the file and what is wrong with it."""

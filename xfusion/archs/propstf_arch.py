@@ -259,16 +259,18 @@ class PropSTF(STFNetwork):
 
     # ---- the segment protocol -------------------------------------------------------------------
     def forward(self, lq: torch.Tensor, hq: torch.Tensor | None = None, key_pos: torch.Tensor | None = None,
-                out_pos: torch.Tensor | None = None, return_aux: bool = False):
+                out_pos: torch.Tensor | None = None, return_aux: bool = False, motion: tuple | None = None):
         """(B, N, C, h, w) LR frames of a segment + (B, K, C, 4h, 4w) key frames at key_pos (B, K) ->
         (B, M, C, 4h, 4w) frames at out_pos (B, M; every position when None).
 
         ``return_aux``: also what training losses read, {source name: (B, M, C, 4h, 4w) image, 'flows':
-        (B, N-1, 2, h, w) the flow from each position to the one before, in LR pixels}.
+        (B, N-1, 2, h, w) the flow from each position to the one before, in LR pixels}. ``motion``: the
+        whole-frame motion the flows start from, as ``global_steps`` gives it (measured when None), so that a
+        measurement can give another one (the true motion of a synthetic sequence) in its place.
         """
         if out_pos is None:
             out_pos = torch.arange(lq.shape[1], device=lq.device).expand(lq.shape[0], -1)
-        state = self.propagate(lq, hq, key_pos)
+        state = self.propagate(lq, hq, key_pos, motion)
         if not return_aux:
             return self.decode(state, out_pos)
         out, sources = self.decode(state, out_pos, return_sources=True)
@@ -321,8 +323,10 @@ class PropSTF(STFNetwork):
         return ((forward[:, 1:] - forward[:, :-1]).flatten(0, 1), (backward[:, :-1] - backward[:, 1:]).flatten(0, 1),
                 moved)
 
-    def propagate(self, lq: torch.Tensor, hq: torch.Tensor | None, key_pos: torch.Tensor | None) -> SegmentState:
-        """Features, flows and both propagation branches of a segment (see SegmentState)."""
+    def propagate(self, lq: torch.Tensor, hq: torch.Tensor | None, key_pos: torch.Tensor | None,
+                  motion: tuple | None = None) -> SegmentState:
+        """Features, flows and both propagation branches of a segment (see SegmentState); ``motion``: the
+        whole-frame motion as ``global_steps`` gives it, measured here when None."""
         self.check_segment(lq, hq, key_pos)
         b, n, c, h, w = lq.shape
         feats = self.feat_extract(lq.flatten(0, 1)).unflatten(0, (b, n))
@@ -331,7 +335,7 @@ class PropSTF(STFNetwork):
             cur, prev = lq[:, 1:].flatten(0, 1), lq[:, :-1].flatten(0, 1)
             init = None
             if self.global_motion:
-                *steps, sample_motion = self.global_steps(lq, hq, key_pos)
+                *steps, sample_motion = self.global_steps(lq, hq, key_pos) if motion is None else motion
                 init = torch.cat(steps)
             # one call for both directions: position i+1 -> i, then i -> i+1
             to_prev, to_next = self.flow(torch.cat([cur, prev]), torch.cat([prev, cur]), init).chunk(2)

@@ -311,7 +311,8 @@ def table(results: list[dict]) -> str:
 
 
 def bench(device: str = 'cpu', quick: bool = False, out: str | None = None, threads: int | None = None,
-          option_files: list[str] | None = None, list_only: bool = False) -> dict:
+          option_files: list[str] | None = None, list_only: bool = False, command: str = 'xfusion bench') -> dict:
+    """Time every case, each in its own process; the report says the command, the date and the machine."""
     threads = threads or torch.get_num_threads()
     cases = cases_for(device, quick, threads, option_files)
     if list_only:
@@ -329,7 +330,8 @@ def bench(device: str = 'cpu', quick: bool = False, out: str | None = None, thre
             results.append({**case, 'error': last})
             continue
         results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-    report = {'machine': machine_info(device, threads), 'quick': quick, 'period': PERIOD, 'results': results}
+    report = {'command': command, 'date': time.strftime('%Y-%m-%d'), 'machine': machine_info(device, threads),
+              'quick': quick, 'period': PERIOD, 'results': results}
     print(table(results))
     if out:
         Path(out).write_text(json.dumps(report, indent=2))
@@ -351,7 +353,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.device.startswith('cuda') and not torch.cuda.is_available():
         raise InputError('--device cuda but no CUDA device here')
-    report = bench(args.device, args.quick, args.out, args.threads, args.opt, args.list)
+    report = bench(args.device, args.quick, args.out, args.threads, args.opt, args.list,
+                   command='xfusion ' + ' '.join(sys.argv[1:]))
     return 1 if any(r.get('error') for r in report['results']) else 0  # the table says which failed
 
 

@@ -10,8 +10,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from xfusion.data.sequence_io import FrameStack, camera_files_of
+from xfusion.commands.arguments import add_schedule_arguments
 from xfusion.errors import InputError
+from xfusion.fusion.sources import key_frame_schedule
+from xfusion.io.sequence import camera_files_of
+from xfusion.io.stack import FrameStack
 from xfusion.schedule import format_seconds
 
 HELP = 'show what XFusion reads in camera files (format, bit depth, range, frame times) and the schedule'
@@ -52,7 +55,6 @@ def source_lines(name: str, stack: FrameStack) -> list[str]:
 def schedule_lines(lr: FrameStack, hr: FrameStack, period: int | None, offset: int, hr_index: str | None,
                    time_offset: float) -> list[str]:
     """The key-frame schedule of an LR and an HR source, as fuse would compute it."""
-    from xfusion.commands.fuse import key_frame_schedule
     try:
         schedule, hr_frames, match = key_frame_schedule(lr, hr, period, offset, hr_index, time_offset)
     except InputError as error:
@@ -99,14 +101,7 @@ def info(sources: list[str], value_range: tuple[float, float] | None = None, fla
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('sources', nargs='+', metavar='SRC',
                         help='camera sources (as fuse takes them); two: LR first, then HR; or one sequence folder')
-    parser.add_argument('--period', type=int, default=None, help='LR steps between HR key frames (as fuse)')
-    parser.add_argument('--offset', type=int, default=0, help='LR step of the first HR key frame')
-    parser.add_argument('--hr-index', default=None, help='file listing the LR step of each HR frame')
-    parser.add_argument('--time-offset', type=float, default=0.0, metavar='SECONDS',
-                        help='added to the HR frame times before matching them to LR steps')
-    parser.add_argument('--no-flat-correction', action='store_true', help='DataExchange: raw counts')
-    parser.add_argument('--range', type=float, nargs=2, default=None, metavar=('LOW', 'HIGH'),
-                        help='fixed intensity range (default: the effective bit depth, else the dtype range)')
+    add_schedule_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:

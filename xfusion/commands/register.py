@@ -13,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from xfusion.data.sequence_io import FrameStack, IntensityScale, read_frame, split_h5_spec
 from xfusion.errors import InputError
+from xfusion.io.frames import read_frame, split_h5_spec
+from xfusion.io.intensity import IntensityScale
+from xfusion.io.stack import FrameStack
 from xfusion.registration import estimate_transform, save_transform
 
 HELP = 'estimate the HR-camera -> x4 LR grid similarity transform'

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from xfusion.data.sequence_io import list_frames, read_frame, write_frame
 from xfusion.errors import InputError
+from xfusion.io.frames import list_frames, read_frame, write_frame
 
 # (RGB source, gray copy) folders under the REDS root (the layout of docs/design.md)
 REDS_GRAY_PAIRS = (('train_sharp', 'train_sharp_gray'),

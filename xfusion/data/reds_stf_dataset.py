@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from basicsr.utils.registry import DATASET_REGISTRY
 
-from xfusion.data.sequence_io import open_reds_clips, read_reds_meta
 from xfusion.data.stf_sampling import STFTrainingDataset
 from xfusion.errors import InputError
+from xfusion.io.sequence import open_reds_clips, read_reds_meta
 
 REDS4_CLIPS = ['000', '011', '015', '020']
 OFFICIAL_VAL_CLIPS = [f'{i:03d}' for i in range(240, 270)]  # REDS val clips as renamed by BasicSR

@@ -26,8 +26,8 @@ import torch
 from torch.utils import data
 
 from xfusion.camera import SCALE, poisson_noise
-from xfusion.data.sequence_io import Sequence
 from xfusion.errors import InputError
+from xfusion.io.sequence import Sequence
 from xfusion.schedule import check_period, key_weights, lr_window
 
 

@@ -5,8 +5,8 @@ from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
 from xfusion.data.reds_stf_dataset import validation_clips
-from xfusion.data.sequence_io import Sequence, open_reds_clips, open_xray_root, read_reds_meta
 from xfusion.errors import InputError
+from xfusion.io.sequence import Sequence, open_reds_clips, open_xray_root, read_reds_meta
 from xfusion.schedule import FrameSource, KeySchedule, check_period
 
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from basicsr.utils.registry import DATASET_REGISTRY
 
-from xfusion.data.sequence_io import open_xray_root
 from xfusion.data.stf_sampling import STFTrainingDataset
+from xfusion.io.sequence import open_xray_root
 
 
 @DATASET_REGISTRY.register()

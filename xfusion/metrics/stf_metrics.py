@@ -71,3 +71,19 @@ def calculate_aad(img, img2, crop_border: int = 0, convention: str = 'paper', **
     """Average absolute difference (0..255 scale for 'paper', 0..1 for 'float')."""
     a, b, _ = _prepare(img, img2, crop_border, convention)
     return float(np.mean(np.abs(a - b)))
+
+
+FRAME_METRICS = {'psnr': calculate_psnr_stf, 'ssim': calculate_ssim_stf, 'aad': calculate_aad}
+
+
+def frame_scores(pred, truth, convention: str = 'paper') -> dict[str, float]:
+    """PSNR, SSIM and AAD of one output frame against its ground truth (the columns of metrics.csv)."""
+    return {name: fn(pred, truth, convention=convention) for name, fn in FRAME_METRICS.items()}
+
+
+def mean_and_spread(values: list[float], digits: int) -> str:
+    """'mean ± std' over frames for the summary tables (an infinite PSNR, a copied key frame, is left out)."""
+    finite = [v for v in values if np.isfinite(v)]
+    if not finite:
+        return 'inf' if values else '-'
+    return f'{np.mean(finite):.{digits}f} ± {np.std(finite):.{digits}f}'

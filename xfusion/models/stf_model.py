@@ -19,8 +19,8 @@ from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from xfusion.data.sequence_io import write_frame
 from xfusion.inference import SequenceInference
+from xfusion.io.frames import write_frame
 from xfusion.options import save_effective_options
 
 DEFAULT_PIXEL_LOSS = {'type': 'CharbonnierLoss', 'loss_weight': 1.0, 'reduction': 'mean'}

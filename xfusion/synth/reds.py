@@ -15,8 +15,8 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from xfusion.camera import SCALE
-from xfusion.data.sequence_io import write_frame
 from xfusion.errors import InputError
+from xfusion.io.frames import write_frame
 
 # scikit-image sample images stored inside the package (no download needed)
 SKIMAGE_IMAGES = ('astronaut', 'chelsea', 'coffee', 'rocket', 'hubble_deep_field', 'retina',

@@ -27,8 +27,9 @@ from scipy import fft as sfft
 from tqdm import tqdm
 
 from xfusion.camera import SCALE, area_average, blur, poisson_noise
-from xfusion.data.sequence_io import IntensityScale, write_frame
 from xfusion.errors import InputError
+from xfusion.io.frames import write_frame
+from xfusion.io.intensity import IntensityScale
 
 SS = 2  # supersampling of the HR grid: objects are evaluated at sub-pixel positions, so motion is smooth
 PAD = 6  # HR pixels rendered around the field of view, so that propagation and blur see content at the borders

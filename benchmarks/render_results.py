@@ -1,0 +1,281 @@
+"""docs/results.md (and the two small tables of README.md) from the measurement records in docs/results/*.json.
+
+    python benchmarks/render_results.py           # rewrite docs/results.md and the README tables
+    python benchmarks/render_results.py --check   # exit 1 if either differs from what the records give
+
+Every figure on the page comes from a record that one command wrote (the record says which, on what machine,
+and when); nothing is typed by hand. A record that is missing leaves its section saying how to make it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RECORDS = ROOT / 'docs' / 'results'
+PAGE = ROOT / 'docs' / 'results.md'
+README = ROOT / 'README.md'
+CLASSICAL = ('bicubic', 'key_copy', 'temporal', 'bayes')
+MAKE = {
+    'demo': 'make demo && python benchmarks/demo_results.py',
+    'trust': 'make demo && python benchmarks/trust_check.py',
+    'bench': 'xfusion bench --quick --out docs/results/bench.json',
+}
+
+
+def load(name: str) -> dict | None:
+    path = RECORDS / f'{name}.json'
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def machine_line(record: dict) -> str:
+    m = record['machine']
+    return (f"`{record['command']}`, {record['date']}, on {m['cpu']} ({m['cpu_count']} cores, {m['threads']} "
+            f"torch threads, torch {m['torch']}, {m.get('gpu') or 'no GPU'})")
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+    lines += ['| ' + ' | '.join(row) + ' |' for row in rows]
+    return '\n'.join(lines)
+
+
+def b0_text(b0: str) -> str:
+    return 'clean' if b0 == 'none' else f'b0 {b0}'
+
+
+# ---------------------------------------------------------------------------------------------- demo
+
+
+def cell(record: dict, period: int, b0: str, method: str) -> dict | None:
+    return next((c for c in record['cells'] if (c['period'], c['b0'], c['method']) == (period, b0, method)), None)
+
+
+def demo_table(record: dict) -> str:
+    """Each method at the demo's setting (period 20, b0 1000): mean over the non-key frames of the test data."""
+    period, b0 = record['headline']['period'], record['headline']['b0']
+    rows = []
+    for method in record['methods']:
+        c = cell(record, period, b0, method)
+        name = f"**{method}**" if method == 'stf' else method
+        rows.append([name, record['describe'].get(method, ''), f"{c['psnr']:.2f}", f"{c['ssim']:.4f}",
+                     f"{c['aad']:.2f}"])
+    return table(['method', 'what it is', 'PSNR (dB)', 'SSIM', 'AAD'], rows)
+
+
+def grid_table(record: dict) -> str:
+    methods = record['methods']
+    rows = []
+    for period in record['periods']:
+        for b0 in record['b0s']:
+            values = {m: cell(record, period, b0, m)['psnr'] for m in methods}
+            best = max(values.values())
+            rows.append([str(period), b0_text(b0)] + [f"**{v:.2f}**" if v == best else f'{v:.2f}'
+                                                        for v in values.values()])
+    return table(['period', 'LR noise'] + methods, rows)
+
+
+def margin_table(record: dict) -> str:
+    """The recommended network against the best classical baseline of each sequence and setting."""
+    sequences = record['sequences']
+    rows, below = [], 0
+    for period in record['periods']:
+        for b0 in record['b0s']:
+            row = [str(period), b0_text(b0)]
+            for seq in sequences:
+                stf = cell(record, period, b0, 'stf')['per_sequence'][seq]
+                best = max(CLASSICAL, key=lambda m: cell(record, period, b0, m)['per_sequence'][seq])
+                margin = stf - cell(record, period, b0, best)['per_sequence'][seq]
+                below += margin < 0
+                row.append(f'{margin:+.2f} ({best})')
+            rows.append(row)
+    cells = len(rows) * len(sequences)
+    return (table(['period', 'LR noise'] + sequences, rows) +
+            f'\n\n`stf` is above the best classical baseline in {cells - below} of {cells} cells.')
+
+
+def demo_section(record: dict | None) -> str:
+    if record is None:
+        return f"Not measured yet: `{MAKE['demo']}` writes `docs/results/demo.json`."
+    period, b0 = record['headline']['period'], record['headline']['b0']
+    timing = record.get('make_demo')
+    took = (f" `make demo` took {timing['minutes']:.1f} minutes from an empty `datasets/demo` (data "
+            f"{timing['steps'].get('data', 0):.1f}, training and `test.py` {timing['steps'].get('training', 0):.1f}, "
+            f"choice and evaluation {timing['steps'].get('evaluation', 0):.1f} minutes).") if timing else ''
+    return '\n'.join([
+        f"Made by {machine_line(record)}.{took}",
+        '',
+        f"The networks `make demo` trains, on its test sequences (`{record['data']}`: seeds never used for "
+        f"training or for a choice), against the classical baselines. Mean over the non-key frames of all "
+        f"sequences, paper convention (8-bit PSNR, SSIM, AAD), lr_sep {record['lr_sep']}.",
+        '',
+        f'### The demo setting: period {period}, LR noise {b0_text(b0)}',
+        '', demo_table(record), '',
+        '### Period x LR noise: PSNR (dB), mean over the test sequences',
+        '', grid_table(record), '',
+        '### `stf` minus the best classical baseline, per test sequence (dB)',
+        '', margin_table(record),
+    ])
+
+
+# ---------------------------------------------------------------------------------------------- trust
+
+
+def holdout_table(part: dict) -> str:
+    rows = [[m, f"{v['check_holdout']:.2f}", f"{v['evaluate_2D_same_frames']:.2f}", f"{v['max_abs_diff']:.2f}",
+             f"{v['evaluate_D_all_nonkey']:.2f}"] for m, v in part['methods'].items()]
+    d = part['period']
+    return table(['method', f'`check`, held out (D = {d})', f'`evaluate` at period {2 * d}, same frames',
+                  'largest difference', f'`evaluate` at period {d}, all non-key frames'], rows)
+
+
+def consistency_table(part: dict) -> str:
+    rows = []
+    for label, runs in part['runs'].items():
+        seqs = runs['per_sequence']
+        rows.append([label, ', '.join(f"{v['spearman_chi2_vs_mse']:.2f}" for v in seqs.values()),
+                     f"{runs['spearman_pooled']:.2f}",
+                     ', '.join(f"{v['mean_chi2_key']:.2f}" for v in seqs.values()),
+                     ', '.join(f"{v['mean_chi2_nonkey']:.2f}" for v in seqs.values())])
+    return table(['LR frames, noise model', 'Spearman chi2 vs error, per sequence', 'pooled', 'mean chi2, key frames',
+                  'mean chi2, non-key frames'], rows)
+
+
+def project_table(part: dict) -> str:
+    rows = []
+    for label, runs in part['runs'].items():
+        seqs = runs['per_sequence']
+        rows.append([label, ', '.join(f"{v['psnr_fuse']:.2f}" for v in seqs.values()),
+                     ', '.join(f"{v['psnr_fuse_project']:.2f}" for v in seqs.values())])
+    return table(['LR frames, noise model', '`fuse`, per sequence (dB)', '`fuse --project` (dB)'], rows)
+
+
+def trust_section(record: dict | None) -> str:
+    if record is None:
+        return f"Not measured yet: `{MAKE['trust']}` writes `docs/results/trust.json`."
+    holdout, consistency = record['holdout'], record['consistency']
+    return '\n'.join([
+        f"Made by {machine_line(record)}, with the network `{record['model']}`.",
+        '',
+        f"Each test sequence made a real experiment: LR frames with Poisson noise at b0 = {holdout['b0']:g} "
+        "(stored as 16-bit PNG) and only every D-th HR frame. PSNR in the float convention.",
+        '',
+        '### Held-out key frames (`xfusion check`)',
+        '',
+        f"Every interior key frame held out at D = {holdout['period']}, against `evaluate` on the same LR frames. "
+        'The held-out score is what `evaluate` gives for that frame at twice the period: a pessimistic estimate '
+        'of the experiment\'s own period.',
+        '', holdout_table(holdout), '',
+        f"Spearman rank correlation of the held-out frames' chi2 with their error ({holdout['shown']}): "
+        f"{holdout['spearman_chi2_vs_error']:.2f}.",
+        '',
+        f"### LR consistency (`xfusion fuse`, D = {consistency['period']})",
+        '',
+        'Spearman rank correlation between the per-frame chi2 of `consistency.csv` and the true per-frame error '
+        '(MSE against the ground truth) over the non-key frames; the mean chi2 (about 1: as consistent with the LR '
+        'camera as the key frames are).',
+        '', consistency_table(consistency), '',
+        '### `fuse --project`: mean PSNR over the non-key frames',
+        '', project_table(consistency),
+    ])
+
+
+# ---------------------------------------------------------------------------------------------- bench
+
+
+def bench_rows(record: dict) -> list[list[str]]:
+    rows = []
+    for r in record['results']:
+        if r.get('error'):
+            continue
+        what = f"{r['network']}" + (f" ({r['encoder']})" if r.get('encoder') else '')
+        if r['mode'] == 'train':
+            case, value = f"training, patch {r['patch']}, batch {r['batch']}, DCN {r['dcn']}", r['seconds_per_iter']
+            unit = 's/iteration'
+        else:
+            extras = ''.join(f', {k}' for k in ('compile', 'channels_last') if r.get(k))
+            case = f"{r['mode']}, LR {r['lr_size'][0]}x{r['lr_size'][1]}, {r['precision']}{extras}"
+            if r.get('batch'):
+                case += f", batch {r['batch']}"
+            value, unit = r['seconds_per_frame'], 's/frame'
+        rows.append([what, case, f'{value:.3g} {unit}', f"{r['peak_mem_mb']:.0f}"])
+    return rows
+
+
+def bench_section(record: dict | None) -> str:
+    if record is None:
+        return f"Not measured yet: `{MAKE['bench']}`."
+    return '\n'.join([
+        f"Made by {machine_line(record)}.",
+        '',
+        'Inference is timed over one key-frame period (20 time steps: every LR frame and one key frame per period '
+        'encoded, as in a long sequence), per output frame; per-window is the plain forward on every window, cached '
+        'encodes each frame once, segment is the propagation network. Peak memory is the process\'s max RSS.',
+        '', table(['network', 'case', 'time', 'peak MB'], bench_rows(record)),
+    ])
+
+
+# ---------------------------------------------------------------------------------------------- the pages
+
+
+def results_page() -> str:
+    demo, trust, bench = load('demo'), load('trust'), load('bench')
+    return '\n'.join([
+        '# Results', '',
+        'Every table on this page is rendered by `python benchmarks/render_results.py` from a record in '
+        '`docs/results/` that one command wrote; each section names that command, the machine and the date. '
+        'Rerun the command and the renderer to update a section. What was tried and not taken is in '
+        '[experiments.md](experiments.md).', '',
+        '## The demo networks against the classical baselines', '', demo_section(demo), '',
+        '## Checking a fusion without ground truth', '', trust_section(trust), '',
+        '## Speed and memory (`xfusion bench`)', '', bench_section(bench), '',
+    ])
+
+
+def readme_blocks() -> dict[str, str]:
+    """The README's two small tables: the demo setting and the quick bench."""
+    demo, bench = load('demo'), load('bench')
+    blocks = {}
+    if demo is not None:
+        m = demo['machine']
+        blocks['demo'] = (demo_table(demo) + f"\n\nTest sequences of `make demo`, period {demo['headline']['period']}, "
+                          f"LR noise {b0_text(demo['headline']['b0'])}, mean over non-key frames; {m['cpu']}, "
+                          f"{demo['date']}. All settings: [docs/results.md](docs/results.md).")
+    if bench is not None:
+        keep = [r for r in bench_rows(bench) if 'training' not in r[1]]
+        m = bench['machine']
+        blocks['bench'] = (table(['network', 'case', 'time', 'peak MB'], keep) +
+                           f"\n\n{m['cpu']}, {m['threads']} torch threads, no GPU, {bench['date']}. Training steps and "
+                           'more: [docs/results.md](docs/results.md#speed-and-memory-xfusion-bench).')
+    return blocks
+
+
+def with_blocks(text: str, blocks: dict[str, str]) -> str:
+    """Replace what stands between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->``."""
+    for name, body in blocks.items():
+        text = re.sub(rf'(<!-- results:{name} -->\n).*?(\n<!-- /results:{name} -->)',
+                      lambda match, body=body: match.group(1) + body + match.group(2), text, flags=re.S)
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--check', action='store_true', help='only compare; exit 1 when a page is out of date')
+    args = parser.parse_args(argv)
+    pages = {PAGE: results_page(), README: with_blocks(README.read_text(), readme_blocks())}
+    stale = [path for path, text in pages.items() if not path.is_file() or path.read_text() != text]
+    if args.check:
+        for path in stale:
+            print(f'{path.relative_to(ROOT)} is out of date: run python benchmarks/render_results.py', file=sys.stderr)
+        return 1 if stale else 0
+    for path in stale:
+        path.write_text(pages[path])
+        print(f'wrote {path.relative_to(ROOT)}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
