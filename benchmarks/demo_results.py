@@ -2,7 +2,7 @@
 period x noise grid of docs/results.md.
 
     make demo                              # trains the networks, writes results/demo_evaluation/checkpoints.json
-    python benchmarks/demo_results.py      # about 25 minutes on 2 cores; writes docs/results/demo.json
+    python benchmarks/demo_results.py      # about 3 minutes on 2 cores; writes docs/results/demo.json
 
 Runs ``xfusion evaluate`` with every network of checkpoints.json (``stf`` is the recommended one) and every
 classical baseline over periods 10/20/40 and LR noise none / b0 1000 / b0 100 (lr_sep 1), then keeps, per

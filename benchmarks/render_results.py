@@ -14,6 +14,8 @@ import re
 import sys
 from pathlib import Path
 
+from xfusion.commands.bench import table as bench_table
+
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS = ROOT / 'docs' / 'results'
 PAGE = ROOT / 'docs' / 'results.md'
@@ -178,6 +180,10 @@ def trust_section(record: dict | None) -> str:
         '(MSE against the ground truth) over the non-key frames; the mean chi2 (about 1: as consistent with the LR '
         'camera as the key frames are).',
         '', consistency_table(consistency), '',
+        'The pooled figure ranks frames of different sequences against each other, where chi2 also measures how '
+        'much each sequence\'s LR camera resolves; the per-sequence figures say whether chi2 ranks the frames of '
+        'one experiment.',
+        '',
         '### `fuse --project`: mean PSNR over the non-key frames',
         '', project_table(consistency),
     ])
@@ -201,7 +207,7 @@ def bench_rows(record: dict) -> list[list[str]]:
             if r.get('batch'):
                 case += f", batch {r['batch']}"
             value, unit = r['seconds_per_frame'], 's/frame'
-        rows.append([what, case, f'{value:.3g} {unit}', f"{r['peak_mem_mb']:.0f}"])
+        rows.append([what, case, f'{value:#.3g} {unit}', f"{r['peak_mem_mb']:.0f}"])
     return rows
 
 
@@ -215,6 +221,8 @@ def bench_section(record: dict | None) -> str:
         'encoded, as in a long sequence), per output frame; per-window is the plain forward on every window, cached '
         'encodes each frame once, segment is the propagation network. Peak memory is the process\'s max RSS.',
         '', table(['network', 'case', 'time', 'peak MB'], bench_rows(record)),
+        '', 'The same cases compared (as `xfusion bench` prints them):', '',
+        *[f'- {line}' for line in bench_table(record['results']).split('\n\n', 1)[-1].splitlines() if line],
     ])
 
 
@@ -242,14 +250,16 @@ def readme_blocks() -> dict[str, str]:
     if demo is not None:
         m = demo['machine']
         blocks['demo'] = (demo_table(demo) + f"\n\nTest sequences of `make demo`, period {demo['headline']['period']}, "
-                          f"LR noise {b0_text(demo['headline']['b0'])}, mean over non-key frames; {m['cpu']}, "
-                          f"{demo['date']}. All settings: [docs/results.md](docs/results.md).")
-    if bench is not None:
-        keep = [r for r in bench_rows(bench) if 'training' not in r[1]]
+                          f"LR noise {b0_text(demo['headline']['b0'])}, mean over non-key frames, networks trained on "
+                          f"{m['cpu_count']} CPU cores ({m['cpu']}). All settings, and when and how they were "
+                          "measured: [docs/results.md](docs/results.md).")
+    if bench is not None:  # the paper-scale networks at the README's size; the rest is on the results page
+        keep = [r for r in bench_rows(bench) if 'LR 100x256, fp32' in r[1]]
         m = bench['machine']
         blocks['bench'] = (table(['network', 'case', 'time', 'peak MB'], keep) +
-                           f"\n\n{m['cpu']}, {m['threads']} torch threads, no GPU, {bench['date']}. Training steps and "
-                           'more: [docs/results.md](docs/results.md#speed-and-memory-xfusion-bench).')
+                           f"\n\n{m['cpu']}, {m['cpu_count']} cores, {m['threads']} torch threads, "
+                           f"{m.get('gpu') or 'no GPU'}. The demo networks, training steps, bf16 and the date: "
+                           '[docs/results.md](docs/results.md#speed-and-memory-xfusion-bench).')
     return blocks
 
 

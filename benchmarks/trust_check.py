@@ -1,7 +1,7 @@
 """How far `xfusion check` and the LR consistency of `xfusion fuse` can be trusted, on the demo's test sequences.
 
     make demo
-    python benchmarks/trust_check.py      # about 5 minutes on 2 cores; writes docs/results/trust.json
+    python benchmarks/trust_check.py      # about a minute on 2 cores; writes docs/results/trust.json
 
 Each test sequence (clean, 16-bit) is made a real experiment: LR frames with Poisson noise (evaluate's own noise,
 seed 0, stored as 16-bit PNG) and only every D-th HR frame.
@@ -113,6 +113,7 @@ def consistency(exp: dict, model: str, out: Path, b0: float | None) -> dict:
     """fuse and fuse --project at D on every sequence: chi2 against the true error, and PSNR."""
     base, d = exp['base'], FUSE_PERIOD
     keys = set(range(0, exp['frames'], d))
+    out.mkdir(parents=True)
     per_sequence, pooled_chi2, pooled_err = {}, [], []
     for name in exp['names']:
         sources = SourceOptions(str(base / 'virtual' / name / 'LR'), str(keys_folder(base, name, d, exp['frames'])),
@@ -148,12 +149,12 @@ def main(argv: list[str] | None = None) -> int:
     model = args.model or json.loads((ROOT / 'results/demo_evaluation/checkpoints.json').read_text())['stf']
     out = ROOT / args.out
     shutil.rmtree(out, ignore_errors=True)
-    noisy = make_experiments(ROOT / args.data, out, B0)
-    clean = make_experiments(ROOT / args.data, out, None)
+    noisy = make_experiments(ROOT / args.data, out / 'data', B0)
+    clean = make_experiments(ROOT / args.data, out / 'data', None)
     checkpoint = str(ROOT / model)
-    runs = {f'b0 {B0:g}, noise given (--b0)': consistency(noisy, checkpoint, out / 'given', B0),
-            f'b0 {B0:g}, noise estimated': consistency(noisy, checkpoint, out / 'estimated', None),
-            'clean, noise estimated': consistency(clean, checkpoint, out / 'clean', None)}
+    runs = {f'b0 {B0:g}, noise given (--b0)': consistency(noisy, checkpoint, out / 'fuse_b0_given', B0),
+            f'b0 {B0:g}, noise estimated': consistency(noisy, checkpoint, out / 'fuse_b0_estimated', None),
+            'clean, noise estimated': consistency(clean, checkpoint, out / 'fuse_clean', None)}
     record.write(ROOT / args.json, {
         **record.header(), 'model': model, 'data': args.data,
         'holdout': holdout(noisy, checkpoint, out / 'holdout'),

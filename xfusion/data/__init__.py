@@ -1,1 +1,2 @@
-"""Datasets (DATASET_REGISTRY) and frame IO: every ``*_dataset.py`` here is imported when xfusion is."""
+"""Datasets (DATASET_REGISTRY): every ``*_dataset.py`` here is imported when xfusion is. Frames are read by
+``xfusion.io``."""
