@@ -8,10 +8,9 @@ import re
 
 from xfusion.baselines import BASELINES
 from xfusion.errors import InputError
-from xfusion.fusion.config import RunOptions, SourceOptions
+from xfusion.fusion.config import RECOMMENDED, RunOptions, SourceOptions
 from xfusion.inference import PRECISIONS
 
-RECOMMENDED = 'stf'  # the method of a plain --model CKPT
 _NAME = re.compile(r'[A-Za-z_][A-Za-z0-9_.-]*')
 
 
@@ -77,7 +76,7 @@ def run_options(args: argparse.Namespace, **extra) -> RunOptions:
 
 
 def named(values: list[str] | None, flag: str) -> dict[str, str]:
-    """``[NAME=]VALUE`` arguments (repeatable) -> {NAME: VALUE}; a plain VALUE is the recommended method 'stf'."""
+    """``[NAME=]VALUE`` arguments (repeatable) -> {NAME: VALUE}; a plain VALUE is the recommended method."""
     out = {}
     for value in values or []:
         name, sep, rest = value.partition('=')

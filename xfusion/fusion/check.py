@@ -46,7 +46,7 @@ def check(config: CheckConfig) -> dict:
     if len(exp.schedule.key_times) < 3:
         raise InputError(f'{len(exp.schedule.key_times)} key frames: check holds out interior key frames (each '
                          'fused from the key frames before and after it), so it needs at least 3')
-    region = exp.scored_region()
+    region = exp.scored_region
     if min(region[1] - region[0], region[3] - region[2]) < 7:  # SSIM's window
         raise InputError(f'{config.sources.transform}: the HR field of view covers too little of the LR frame to '
                          'score (less than 7x7 HR pixels seen by both cameras)')
@@ -84,7 +84,7 @@ def holdout_rows(exp: Experiment, nets: dict[str, torch.nn.Module], methods: lis
                  camera: CameraModel, convention: str, config: CheckConfig, viewer: Viewer, shown: str) -> list[dict]:
     """A row of holdout.csv per method and held-out key frame; the shown method's frames go to the viewer."""
     held_out = list(exp.schedule.key_times[1:-1])
-    y0, y1, x0, x1 = exp.scored_region()
+    y0, y1, x0, x1 = exp.scored_region
     rows = []
     bar = tqdm(total=len(methods) * len(held_out), unit='frame', desc='check', disable=not config.run.progress)
     try:
@@ -119,7 +119,7 @@ def run_settings(config: CheckConfig, exp: Experiment, methods: list[str], conve
             'dtype': str(exp.hr.dtype), 'key_times': list(exp.schedule.key_times),
             'held_out': list(exp.schedule.key_times[1:-1]), 'period': o.period, 'offset': o.offset,
             'hr_index': o.hr_index, 'time_matching': exp.time_match is not None, 'lr_sep': exp.lr_sep,
-            'transform': o.transform, 'scored_region_hr_px (y0, y1, x0, x1)': list(exp.scored_region()),
+            'transform': o.transform, 'scored_region_hr_px (y0, y1, x0, x1)': list(exp.scored_region),
             'methods': methods, 'networks': config.networks, 'option files': config.options,
             'convention': convention, 'camera_model': camera.summary(), 'tile': run.tile, 'overlap': run.overlap,
             'device': run.device, 'precision': run.precision, 'seconds': round(seconds, 1)}

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+RECOMMENDED = 'stf'  # the method name of the recommended network (a plain --model CKPT; what reports show first)
+
 
 @dataclass(frozen=True)
 class SourceOptions:

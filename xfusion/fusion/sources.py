@@ -8,6 +8,8 @@ problem with the input is found before a command makes anything.
 """
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 
 from xfusion.camera import SCALE, hr_field_of_view
@@ -126,6 +128,7 @@ class Experiment:
         scale = self.lr.scale
         return 1.0 / (scale.high - scale.low) if self.lr.dtype.kind in 'ui' else 0.0
 
+    @cached_property
     def scored_region(self) -> tuple[int, int, int, int]:
         """(y0, y1, x0, x1) on the x4 grid: the largest rectangle of HR pixels both cameras saw."""
         h, w = self.lr_shape

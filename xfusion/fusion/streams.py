@@ -21,7 +21,7 @@ from xfusion.baselines import BASELINES
 from xfusion.camera import SCALE
 from xfusion.checkpoint import load_network
 from xfusion.errors import InputError
-from xfusion.fusion.config import RunOptions
+from xfusion.fusion.config import RECOMMENDED, RunOptions
 from xfusion.inference import SequenceInference
 from xfusion.schedule import FrameSource, KeySchedule
 
@@ -210,9 +210,9 @@ def method_frames(method: str, nets: dict[str, torch.nn.Module], source: FrameSo
     return baseline_frames(method, source, times)
 
 
-def shown_method(methods: list[str], networks: list[str], recommended: str = 'stf') -> str:
+def shown_method(methods: list[str], networks: list[str]) -> str:
     """The method a report's players show: the recommended network when evaluated, else the first network, else
     the Bayesian baseline, else the last method."""
-    if recommended in methods and recommended in networks:
-        return recommended
+    if RECOMMENDED in methods and RECOMMENDED in networks:
+        return RECOMMENDED
     return next((m for m in methods if m in networks), 'bayes' if 'bayes' in methods else methods[-1])
