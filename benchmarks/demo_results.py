@@ -7,8 +7,8 @@ period x noise grid of docs/results.md.
 Runs ``xfusion evaluate`` with every network of checkpoints.json (``stf`` is the recommended one) and every
 classical baseline over periods 10/20/40 and LR noise none / b0 1000 / b0 100 (lr_sep 1), then keeps, per
 setting and method, the mean PSNR / SSIM / AAD over the non-key frames (pooled over the sequences, as evaluate's
-summary gives it) and the mean PSNR of each sequence. The time ``make demo`` took (results/demo_logs/timing.json)
-goes into the record when it is there.
+summary gives it) and the mean PSNR of each sequence, with the scene family of each (its meta.json). The time
+``make demo`` took (results/demo_logs/timing.json) goes into the record when it is there.
 """
 from __future__ import annotations
 
@@ -62,11 +62,15 @@ def main(argv: list[str] | None = None) -> int:
     result = evaluate(EvaluateConfig(data=str(ROOT / args.data), out=str(ROOT / args.out), methods=methods,
                                      periods=periods, lr_seps=[1], b0s=b0s, networks=networks))
     timing = ROOT / 'results' / 'demo_logs' / 'timing.json'
+    sequences = sorted({r['sequence'] for r in result['rows']})
+    metas = {seq: ROOT / args.data / seq / 'meta.json' for seq in sequences}  # written by xfusion synth xray
+    families = {seq: json.loads(meta.read_text()).get('family', 'mixed') for seq, meta in metas.items()
+                if meta.is_file()}
     record.write(ROOT / args.json, {
         **record.header(), 'data': args.data, 'checkpoints': checkpoints, 'lr_sep': 1, 'convention': 'paper',
         'headline': {'period': 20, 'b0': '1000'}, 'periods': periods, 'b0s': ['none', '1000', '100'],
         'methods': methods, 'describe': {m: DESCRIBE.get(m, '') for m in methods},
-        'sequences': sorted({r['sequence'] for r in result['rows']}),
+        'sequences': sequences, 'families': families,
         'make_demo': json.loads(timing.read_text()) if timing.is_file() else None,
         'cells': cells(result['rows'])})
     return 0

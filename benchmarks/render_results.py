@@ -95,7 +95,9 @@ def margin_table(record: dict) -> str:
                 row.append(f'{margin:+.2f} ({best})')
             rows.append(row)
     cells = len(rows) * len(sequences)
-    return (table(['period', 'LR noise'] + sequences, rows) +
+    families = record.get('families') or {}
+    header = [f'{seq} ({families[seq]})' if seq in families else seq for seq in sequences]
+    return (table(['period', 'LR noise'] + header, rows) +
             f'\n\n`stf` is above the best classical baseline in {cells - below} of {cells} cells.')
 
 

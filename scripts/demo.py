@@ -1,9 +1,10 @@
 """``make demo``: the whole XFusion pipeline on built-in synthetic data, on a CPU: 10 to 25 minutes on 2
 cores, by the machine's speed.
 
-1. synthetic data (``datasets/demo/``): REDS-layout clips (pretraining) and x-ray sequences with
-   disjoint seeds: train (seed 1 with noisy cameras at b0 = 1000, seed 4 clean), val (seed 2) and
-   test (seed 3), val and test clean (noise is added when they are evaluated);
+1. synthetic data (``datasets/demo/``): REDS-layout clips (pretraining) and x-ray sequences of disjoint
+   scene families and seeds (``xfusion synth xray --families``, the roles of ``xfusion.synth.xray.ROLES``):
+   train (seed 1 with noisy cameras at b0 = 1000, seed 4 clean), val (seed 2) and test (seed 3), val and test
+   clean (noise is added when they are evaluated);
 2. training (``experiments/demo_*``): the EDVR-based window network (pretrained on the REDS-layout
    clips, then transfer-learned on the x-ray sequences), the key-frame propagation network
    (PropSTF, a segment network, on the x-ray sequences) and its LR-only variant, the last two side by
@@ -12,7 +13,7 @@ cores, by the machine's speed.
 4. the choice of the recommended network: both key-frame networks on the *validation* sequences
    (period 20, LR noise b0 = 1000); the better one becomes the method ``stf``, written to
    ``results/demo_evaluation/checkpoints.json`` with every other trained network;
-5. ``xfusion evaluate`` on the test sequences (seeds never used in training or validation): every
+5. ``xfusion evaluate`` on the test sequences (families and seeds never used in training or validation): every
    method at period 20, lr_sep 1, LR noise b0 = 1000 (``results/demo_evaluation``).
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -102,13 +104,20 @@ def side_by_side(*lanes: list[tuple[str, list[str], str]]) -> None:
         sys.exit(1)
 
 
+MADE: list[tuple[Path, list[str]]] = []  # the data sets this run makes, recorded once they are all there
+
+
 def synth(kind: str, out: Path, *args: str) -> list[tuple[str, list[str], str]]:
-    """The step that makes one synthetic data set; none when it is there already."""
-    if (out / ('meta_info_REDS_GT.txt' if kind == 'reds' else 'seq_000')).exists():
+    """The step that makes one synthetic data set; none when the same command made it already (its synth.json).
+    What an older command left there (other families, seeds or sizes) is removed first."""
+    command = ['synth', kind, '--out', str(out.relative_to(ROOT)), *args]
+    record = out / 'synth.json'
+    if record.is_file() and json.loads(record.read_text()) == command:
         print(f'   {out.relative_to(ROOT)} exists, kept')
         return []
-    return [(f'synthetic {kind} data -> {out.relative_to(ROOT)}', XFUSION + ['synth', kind, '--out', str(out), *args],
-             f'synth_{kind}_{out.name}')]
+    shutil.rmtree(out, ignore_errors=True)
+    MADE.append((out, command))
+    return [(f'synthetic {kind} data -> {out.relative_to(ROOT)}', XFUSION + command, f'synth_{kind}_{out.name}')]
 
 
 # the networks the demo trains: method name -> (experiment, option files in training order)
@@ -156,11 +165,16 @@ def main() -> None:
     xray = DATA / 'xray'
     marks: dict[str, float] = {}
     side_by_side(
-        reds + synth('xray', xray / 'val', '--sequences', '4', '--frames', '41', '--seed', '2', '--b0', '0')
-        + synth('xray', xray / 'test', '--sequences', '3', '--frames', '61', '--seed', '3', '--b0', '0'),
-        synth('xray', xray / 'train_noisy', '--sequences', '8', '--frames', '60', '--seed', '1', '--b0', '1000')
-        + synth('xray', xray / 'train_clean', '--sequences', '8', '--frames', '60', '--seed', '4', '--b0', '0'))
-
+        reds + synth('xray', xray / 'val', '--sequences', '4', '--frames', '41', '--seed', '2', '--b0', '0',
+                     '--families', 'val')
+        + synth('xray', xray / 'test', '--sequences', '4', '--frames', '61', '--seed', '3', '--b0', '0',
+                '--families', 'test'),
+        synth('xray', xray / 'train_noisy', '--sequences', '8', '--frames', '60', '--seed', '1', '--b0', '1000',
+              '--families', 'train')
+        + synth('xray', xray / 'train_clean', '--sequences', '8', '--frames', '60', '--seed', '4', '--b0', '0',
+                '--families', 'train'))
+    for out, command in MADE:
+        (out / 'synth.json').write_text(json.dumps(command) + '\n')
     marks['data'] = time.time()
     training = {method: [(f'training {method}: {option_file}', [sys.executable, 'train.py', '-opt', option_file],
                           Path(option_file).stem) for option_file in option_files]

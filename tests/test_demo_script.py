@@ -67,3 +67,17 @@ def test_an_empty_lane_leaves_its_cores_to_the_others(tmp_path, logs, monkeypatc
     threads = python(f'import os; open({str(tmp_path / "threads")!r}, "w").write(os.environ["OMP_NUM_THREADS"])')
     demo.side_by_side([], [('the only lane', threads, 'only')])
     assert (tmp_path / 'threads').read_text() == '4'
+
+
+def test_data_sets_are_kept_only_when_the_same_command_made_them(tmp_path, monkeypatch):
+    monkeypatch.setattr(demo, 'ROOT', tmp_path)
+    monkeypatch.setattr(demo, 'MADE', [])
+    out = tmp_path / 'datasets' / 'val'
+    (out / 'seq_000').mkdir(parents=True)  # left by an older demo, without a record of what made it
+    (steps,) = [demo.synth('xray', out, '--seed', '2', '--families', 'val')]
+    assert len(steps) == 1 and steps[0][1][-6:] == ['--out', 'datasets/val', '--seed', '2', '--families', 'val']
+    assert not out.exists()  # removed: the step makes it again
+    (out / 'seq_000').mkdir(parents=True)
+    (out / 'synth.json').write_text(demo.json.dumps(demo.MADE[0][1]))
+    assert demo.synth('xray', out, '--seed', '2', '--families', 'val') == []  # the same command: kept
+    assert demo.synth('xray', out, '--seed', '3', '--families', 'val') != [] and not out.exists()

@@ -12,7 +12,7 @@ from xfusion.camera import area_average
 from xfusion.commands import main
 from xfusion.errors import InputError
 from xfusion.io.sequence import Sequence, open_xray_root
-from xfusion.synth.xray import FLAT_UNIT, synth_xray, true_sample_motion
+from xfusion.synth.xray import FAMILIES, FLAT_UNIT, ROLES, families_of, synth_xray, true_sample_motion
 
 SIZE, FRAMES, SEED, B0 = (64, 64), 6, 2, 1000.0  # seed 2: one sequence with global motion, two without
 
@@ -218,3 +218,49 @@ def test_the_true_sample_motion_is_remade_from_the_meta_and_matches_the_frames(c
         true_sample_motion(meta)
     with pytest.raises(InputError, match='not a sequence of xfusion synth xray'):
         true_sample_motion({'frames': 3})
+
+
+EVENTS = {'drifting_sample': 'ballistic_particles', 'crack': 'crack', 'jet': 'jet', 'rotor': 'rotor',
+          'keyhole': 'keyhole', 'debris': 'ballistic_particles', 'wing': 'wing', 'bubbles': 'bubbles'}
+
+
+@pytest.fixture(scope='module')
+def family_root(tmp_path_factory):
+    """Two clean sequences of every family, taken in turn."""
+    return synth_xray(tmp_path_factory.mktemp('families'), sequences=2 * len(FAMILIES), frames=11, hr_size=SIZE,
+                      b0=0, seed=5, families=list(FAMILIES))
+
+
+def test_every_family_has_its_own_events_and_says_so(family_root):
+    assert set(EVENTS) == set(FAMILIES)
+    for i, family in enumerate(2 * list(FAMILIES)):
+        meta = _meta(family_root, f'seq_{i:03d}')
+        assert meta['family'] == family and EVENTS[family] in meta['motion_kinds'], (family, meta['motion_kinds'])
+        moves = meta['sample_motion']['kind'] in ('translating', 'oscillating')
+        assert moves == (family == 'drifting_sample')  # only that family moves the whole sample
+
+
+def test_content_changes_far_between_two_key_frames_in_every_family(family_root):
+    # what fusion must get right: ten steps apart, a good part of the view is no longer what the key frame shows
+    for seq in open_xray_root(family_root):
+        changed = float((np.abs(seq.read_hr(10) - seq.read_hr(0)) > 0.05).mean())
+        assert changed > 0.01, (seq.name, _meta(family_root, seq.name)['family'], changed)
+
+
+def test_the_roles_are_disjoint_families_and_name_every_family():
+    named = [family for role in ('train', 'val', 'test') for family in ROLES[role]]
+    assert sorted(named) == sorted(FAMILIES) and len(set(named)) == len(named)
+    assert families_of('test') == list(ROLES['test']) and families_of('wing,mixed') == ['wing', None]
+    assert families_of(None) == [None]
+    with pytest.raises(InputError, match="unknown family 'wings'"):
+        families_of('wings')
+
+
+def test_families_from_the_command_line_and_their_truth(tmp_path, capsys):
+    assert main(['synth', 'xray', '--out', str(tmp_path / 'a'), '--sequences', '3', '--frames', '4', '--hr-size',
+                 '32', '32', '--families', 'val,drifting_sample', '--seed', '1']) == 0
+    assert [_meta(tmp_path / 'a', f'seq_{i:03d}')['family'] for i in range(3)] == [*ROLES['val'], 'drifting_sample']
+    meta = _meta(tmp_path / 'a', 'seq_002')
+    assert true_sample_motion(meta).shape == (4, 2) and np.abs(true_sample_motion(meta)).max() > 1  # it moves
+    assert main(['synth', 'xray', '--out', str(tmp_path / 'b'), '--families', 'nothing']) == 2
+    assert "unknown family 'nothing'" in capsys.readouterr().err

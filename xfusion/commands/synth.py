@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from xfusion.synth.xray import ROLES
+
 HELP = 'write synthetic sequences (REDS layout or x-ray layout)'
 DEFAULT_HR_SIZE = {'reds': (192, 320), 'xray': (128, 128)}
 
@@ -18,6 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--first-clip', type=int, default=0, help='reds: number of the first clip (names are %%03d)')
     parser.add_argument('--b0', type=float, default=1e3, help='xray: photons per pixel of the flat field')
     parser.add_argument('--bit-depth', type=int, choices=[8, 16], default=16, help='xray: bits per pixel')
+    roles = '; '.join(f'{role}: {", ".join(names)}' for role, names in ROLES.items())
+    parser.add_argument('--families', default=None,
+                        help=f'xray: comma list of scene families or roles, taken in turn by the sequences ({roles}); '
+                             'default: a mix of every kind of event')
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,6 +35,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         from xfusion.synth.xray import synth_xray
         out = synth_xray(args.out, sequences=args.sequences, frames=args.frames, hr_size=hr_size, b0=args.b0,
-                         seed=args.seed, bit_depth=args.bit_depth)
+                         seed=args.seed, bit_depth=args.bit_depth, families=args.families)
     print(f'wrote synthetic {args.kind} data to {out}')
     return 0

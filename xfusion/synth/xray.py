@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -245,14 +246,16 @@ class Sample:
 class Particles:
     """Ballistic spheres: droplets or debris crossing the field of view, or spatter from a keyhole."""
 
-    def __init__(self, rng: np.random.Generator, frames: int, hr_size: tuple[int, int], source=None):
+    def __init__(self, rng: np.random.Generator, frames: int, hr_size: tuple[int, int], source=None,
+                 rate: tuple[float, float] = (0.2, 0.7), speed: tuple[float, float] = (5, 25),
+                 radius: tuple[float, float] = (0.8, 4.5)):
         h, w = hr_size
         self.kind = 'spatter' if source is not None else 'ballistic_particles'
-        rate = rng.uniform(0.5, 1.5) if source is not None else rng.uniform(0.2, 0.7)
+        rate = rng.uniform(0.5, 1.5) if source is not None else rng.uniform(*rate)
         n = max(int(rng.poisson(rate * (frames + 15))), 3)
         self.t0 = rng.uniform(-15, frames, n)
-        speed = rng.uniform(5, 25, n)
-        self.radius = _log_uniform(rng, 0.8, 3.5 if source is not None else 4.5, n)
+        speed = rng.uniform(*speed, n)
+        self.radius = _log_uniform(rng, radius[0], 3.5 if source is not None else radius[1], n)
         self.gravity = np.array([rng.uniform(0.0, 0.4), 0.0])
         if source is not None:
             # ejected upwards and backwards from the keyhole mouth
@@ -538,6 +541,202 @@ class Flap:
         proj.ball(self.pivot[0], self.pivot[1], 2.5 * r, Material(0.06, 0.2))  # the clamp pin
 
 
+class Wing:
+    """An insect-like wing: a thin membrane stiffened by veins, hinged at a body and flapping through a large angle,
+    so that between two key frames it sweeps across the view (what it covered is uncovered, and the other way)."""
+
+    def __init__(self, rng: np.random.Generator, frames: int, hr_size: tuple[int, int]):
+        h, w = hr_size
+        self.kind = 'wing'
+        self.length = rng.uniform(0.35, 0.6) * min(h, w)
+        self.chord = rng.uniform(0.2, 0.35) * self.length
+        self.pivot = np.array([rng.uniform(0.3, 0.7) * h, rng.uniform(0.3, 0.7) * w])
+        self.base = rng.uniform(0, 2 * np.pi)
+        self.amplitude = rng.uniform(0.7, 1.4)  # radians either side of the mean: a sweep of 80 to 160 degrees
+        self.period = rng.uniform(10, 40)
+        self.phase = rng.uniform(0, 2 * np.pi)
+        self.twist = rng.uniform(0.0, 0.3)  # the second harmonic of the stroke: up- and downstroke differ
+        self.membrane = Material(rng.uniform(0.004, 0.015), rng.uniform(0.08, 0.2))
+        self.vein = Material(rng.uniform(0.02, 0.06), rng.uniform(0.2, 0.35))
+        self.veins = [(rng.uniform(-0.35, 0.35), rng.uniform(0.6, 1.0)) for _ in range(int(rng.integers(3, 6)))]
+        self.body = rng.uniform(3, 6)
+        self.params = dict(kind='wing', length_px=self.length, chord_px=self.chord, pivot_yx=self.pivot,
+                           amplitude_rad=self.amplitude, period_frames=self.period,
+                           tip_speed_px_per_frame=self.length * self.amplitude * 2 * np.pi / self.period)
+
+    def angle(self, t: float) -> float:
+        stroke = 2 * np.pi * t / self.period + self.phase
+        return self.base + self.amplitude * math.sin(stroke) + self.twist * math.sin(2 * stroke)
+
+    def render(self, proj: Projection, t: int, maps: dict) -> None:
+        reach = self.length + self.chord
+        c = self.pivot
+        win = proj.grid.window(c[0] - reach, c[0] + reach, c[1] - reach, c[1] + reach)
+        if win is None:
+            return
+        where, yy, xx = win
+        a = self.angle(t)
+        along = (yy - c[0]) * math.sin(a) + (xx - c[1]) * math.cos(a)  # wing coordinates: along its span
+        across = (yy - c[0]) * math.cos(a) - (xx - c[1]) * math.sin(a)  # and across it
+        # the outline: an ellipse over the span, widest past its middle, its edge antialiased
+        u = along / self.length
+        half = self.chord * np.sqrt(np.clip(u * (1.15 - u), 0, None)) / 0.575
+        inside = np.clip((half - np.abs(across)) * SS + 0.5, 0, 1) * (u > 0) * (u < 1.15)
+        thickness = 2.0 * inside
+        for slope, reach_u in self.veins:  # veins fan out from the hinge
+            tip = self.length * reach_u * np.array([math.sin(a) + slope * math.cos(a),
+                                                    math.cos(a) - slope * math.sin(a)])
+            d, _ = _segment_distance(yy, xx, c, c + tip)
+            thickness = thickness + _chord(d ** 2, 0.8) * (inside > 0)
+        proj.add(where, thickness * 4.0, self.membrane)
+        proj.add(where, _chord(np.maximum((yy - c[0]) ** 2 + (xx - c[1]) ** 2, 0), self.body), self.vein)
+
+
+class Bubbles:
+    """Cavitation bubbles in the liquid a porous sample is soaked in: each nucleates, grows to its largest radius
+    and collapses within a few frames, rising a little, so that content appears and is gone between two key
+    frames. A bubble is liquid missing along the beam (the liquid's own thickness is part of the flat field)."""
+
+    def __init__(self, rng: np.random.Generator, frames: int, hr_size: tuple[int, int]):
+        h, w = hr_size
+        self.kind = 'bubbles'
+        n = max(int(rng.poisson(rng.uniform(0.3, 0.8) * frames)), 3)
+        self.t0 = rng.uniform(-5, frames, n)
+        self.life = rng.uniform(3, 14, n)  # frames from nucleation to collapse
+        self.radius = _log_uniform(rng, 2.0, 0.08 * min(h, w) + 2.5, n)
+        self.center = np.stack([rng.uniform(0.1, 0.9, n) * h, rng.uniform(0.1, 0.9, n) * w], 1)
+        self.rise = rng.uniform(0.0, 1.5, n)  # px/frame
+        self.liquid = Material(rng.uniform(0.01, 0.03), rng.uniform(0.15, 0.3))  # what a bubble displaces
+        self.params = dict(kind='bubbles', count=n, lifetime_frames=[self.life.min(), self.life.max()],
+                           max_radius_px=[self.radius.min(), self.radius.max()], liquid=asdict(self.liquid))
+
+    def render(self, proj: Projection, t: int, maps: dict) -> None:
+        age = (t - self.t0) / self.life
+        for k in np.flatnonzero((age > 0) & (age < 1)):
+            r = self.radius[k] * math.sin(math.pi * age[k]) ** 0.6  # fast growth, a violent collapse
+            y = self.center[k, 0] - self.rise[k] * (t - self.t0[k])
+            proj.ball(y, self.center[k, 1], r, self.liquid, -1.0)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Scene families: what a sequence holds and how it moves
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a scene holds: its background sample, how the whole sample moves ('translating', 'oscillating' or
+    'drift': static or a slow thermal drift), and the fast events (made once the sample is there)."""
+    background: str
+    motion: str
+    events: Callable[[Scene, np.random.Generator], list]
+
+
+def _mixed(rng: np.random.Generator) -> Plan:
+    """The generator's own mix: one growing feature, maybe a moving part, maybe particles; any sample motion."""
+    growth = str(rng.choice(['crack', 'keyhole', 'jet']))
+    moving = str(rng.choice(['rotor', 'flap', 'none'], p=[0.4, 0.35, 0.25]))
+    particles = growth == 'keyhole' or rng.random() < 0.7 or moving == 'none'
+    if growth == 'keyhole':
+        background = 'powder_bed'
+    elif growth == 'crack':
+        background = str(rng.choice(['porous', 'composite']))
+    else:
+        background = str(rng.choice(['powder_bed', 'porous', 'composite']))
+    # the whole sample translating at 2-4 px/frame (reversing now and then, so that it stays in view), or
+    # oscillating, or a slow thermal drift
+    motion = str(rng.choice(['translating', 'oscillating', 'drift'], p=[0.25, 0.2, 0.55]))
+
+    def events(scene: Scene, rng: np.random.Generator) -> list:
+        made = _growth(scene, rng, growth)
+        if moving == 'rotor':
+            made.append(Rotor(rng, scene.frames, scene.hr_size))
+        elif moving == 'flap':
+            made.append(Flap(rng, scene.frames, scene.hr_size))
+        if particles:
+            made.append(Particles(rng, scene.frames, scene.hr_size, made[0] if growth == 'keyhole' else None))
+        return made
+    return Plan(background, motion, events)
+
+
+def _growth(scene: Scene, rng: np.random.Generator, growth: str) -> list:
+    """A growing feature: a crack (branching now and then), a laser keyhole or a liquid jet."""
+    frames, hr_size, sample = scene.frames, scene.hr_size, scene.sample
+    if growth == 'crack':
+        crack = Crack(rng, frames, hr_size, sample, 'crack0')
+        made = [crack]
+        if rng.random() < 0.4 and len(crack.points) > 6:
+            k = int(rng.integers(len(crack.points) // 3, 2 * len(crack.points) // 3))
+            step = crack.points[k + 1] - crack.points[k]
+            turn = math.atan2(step[0], step[1]) + rng.choice([-1, 1]) * rng.uniform(0.4, 0.9)
+            made.append(Crack(rng, frames, hr_size, sample, 'crack1', start=crack.points[k], direction=turn,
+                              t_start=crack.t_start + 2.0 * k / crack.speed + rng.uniform(0, 3),
+                              speed=crack.speed * rng.uniform(0.6, 1.0),
+                              length=rng.uniform(0.3, 0.5) * min(hr_size)))
+        return made
+    if growth == 'keyhole':
+        return [Keyhole(rng, frames, hr_size, sample)]
+    return [Jet(rng, frames, hr_size)]
+
+
+def _family(background: tuple[str, ...], motion: tuple[str, ...], events) -> Callable[[np.random.Generator], Plan]:
+    """A family: its sample and sample motion drawn from these, and its events."""
+    def plan(rng: np.random.Generator) -> Plan:
+        return Plan(str(rng.choice(background)), str(rng.choice(motion)), events)
+    return plan
+
+
+COLUMNS = ('porous', 'composite')
+SAMPLES = ('powder_bed', 'porous', 'composite')
+FAMILIES: dict[str, Callable[[np.random.Generator], Plan]] = {
+    # the whole sample translates (turning now and then) or oscillates by 1.5-4 px per frame, debris crossing
+    'drifting_sample': _family(SAMPLES, ('translating', 'oscillating'), lambda scene, rng: [
+        Particles(rng, scene.frames, scene.hr_size, rate=(0.05, 0.3))]),
+    # a crack running through a column at 4-12 px per frame, branching now and then
+    'crack': _family(COLUMNS, ('drift',), lambda scene, rng: _growth(scene, rng, 'crack')),
+    # a liquid jet entering the view and breaking into drops that fly on
+    'jet': _family(SAMPLES, ('drift',), lambda scene, rng: _growth(scene, rng, 'jet')),
+    # rods rotating about an axis along the beam, tips at 5-18 px per frame
+    'rotor': _family(SAMPLES, ('drift',), lambda scene, rng: [Rotor(rng, scene.frames, scene.hr_size)]),
+    # a laser keyhole scanning a powder bed: the melt pool, the track it leaves, spatter
+    'keyhole': _family(('powder_bed',), ('drift',), lambda scene, rng: (
+        lambda made: made + [Particles(rng, scene.frames, scene.hr_size, made[0])])(_growth(scene, rng, 'keyhole'))),
+    # fragments that enter, cross the view at 8-30 px per frame and leave
+    'debris': _family(SAMPLES, ('drift',), lambda scene, rng: [
+        Particles(rng, scene.frames, scene.hr_size, rate=(0.8, 2.0), speed=(8, 30), radius=(1.0, 6.0))]),
+    # a thin wing flapping through 80-160 degrees over a textured sample
+    'wing': _family(COLUMNS, ('drift',), lambda scene, rng: [Wing(rng, scene.frames, scene.hr_size)]),
+    # cavitation bubbles that nucleate, grow and collapse within a few frames
+    'bubbles': _family(COLUMNS, ('drift',), lambda scene, rng: [
+        Bubbles(rng, scene.frames, scene.hr_size)]),
+}
+# Which family serves what. Training covers the kinds of motion a network must follow (a sample moving as a whole,
+# growth, fluid breakup, rigid rotation); validation, where designs and recipes are chosen, holds processes of other
+# physics that mix them (a scanning melt pool with spatter; fast debris that appear and leave); the test families,
+# used for nothing but the final table, are the hardest for key-frame fusion: a thin structure that sweeps far
+# between two key frames, and content that appears and vanishes between them.
+ROLES = {'train': ('drifting_sample', 'crack', 'jet', 'rotor'), 'val': ('keyhole', 'debris'),
+         'test': ('wing', 'bubbles')}
+
+
+def families_of(names: str | list[str] | None) -> list[str | None]:
+    """``'wing,crack'``, a role (``'test'``) or a list of them -> family names; None: the generator's own mix."""
+    if names is None:
+        return [None]
+    items = names.split(',') if isinstance(names, str) else list(names)
+    out: list[str | None] = []
+    for item in (i.strip() for i in items if i.strip()):
+        if item in ROLES:
+            out.extend(ROLES[item])
+        elif item in FAMILIES or item == 'mixed':
+            out.append(None if item == 'mixed' else item)
+        else:
+            raise InputError(f'--families: unknown family {item!r}; the families are {", ".join(FAMILIES)} '
+                             f'(or a role: {", ".join(ROLES)}; or mixed)')
+    if not out:
+        raise InputError('--families: give at least one family')
+    return out
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Beam, optics and detectors
 
@@ -576,22 +775,11 @@ class Beam:
 class Scene:
     """One sequence: sample, events, global motion, beam and optics; `frame(t)` gives the clean HR and LR intensity."""
 
-    def __init__(self, rng: np.random.Generator, frames: int, hr_size: tuple[int, int]):
+    def __init__(self, rng: np.random.Generator, frames: int, hr_size: tuple[int, int], family: str | None = None):
         h, w = hr_size
-        self.hr_size, self.frames = hr_size, frames
-        # what happens: one growing/propagating feature, maybe a moving part, maybe particles
-        growth = str(rng.choice(['crack', 'keyhole', 'jet']))
-        moving = str(rng.choice(['rotor', 'flap', 'none'], p=[0.4, 0.35, 0.25]))
-        particles = growth == 'keyhole' or rng.random() < 0.7 or moving == 'none'
-        if growth == 'keyhole':
-            background = 'powder_bed'
-        elif growth == 'crack':
-            background = str(rng.choice(['porous', 'composite']))
-        else:
-            background = str(rng.choice(['powder_bed', 'porous', 'composite']))
-        # global motion: the whole sample translating at 2-4 px/frame (reversing now and then, so that it
-        # stays in view), or oscillating, or a slow thermal drift
-        kind = str(rng.choice(['translating', 'oscillating', 'drift'], p=[0.25, 0.2, 0.55]))
+        self.hr_size, self.frames, self.family = hr_size, frames, family or 'mixed'
+        plan = FAMILIES[family](rng) if family else _mixed(rng)
+        kind = plan.motion
         self.global_motion = kind != 'drift'
         angle = rng.uniform(0, 2 * np.pi)
         self.direction = np.array([math.sin(angle), math.cos(angle)])
@@ -614,29 +802,8 @@ class Scene:
         self.offset = np.stack([self.offset_at(t) for t in np.arange(-0.5, frames, 0.25)])  # for the margin
         margin = int(math.ceil(np.abs(self.offset).max())) + 2
         self.margin = margin
-        self.sample = Sample(rng, background, hr_size, margin)
-        self.events: list = []
-        if growth == 'crack':
-            crack = Crack(rng, frames, hr_size, self.sample, 'crack0')
-            self.events.append(crack)
-            if rng.random() < 0.4 and len(crack.points) > 6:
-                k = int(rng.integers(len(crack.points) // 3, 2 * len(crack.points) // 3))
-                step = crack.points[k + 1] - crack.points[k]
-                turn = math.atan2(step[0], step[1]) + rng.choice([-1, 1]) * rng.uniform(0.4, 0.9)
-                self.events.append(Crack(rng, frames, hr_size, self.sample, 'crack1', start=crack.points[k],
-                                         direction=turn, t_start=crack.t_start + 2.0 * k / crack.speed
-                                         + rng.uniform(0, 3), speed=crack.speed * rng.uniform(0.6, 1.0),
-                                         length=rng.uniform(0.3, 0.5) * min(h, w)))
-        elif growth == 'keyhole':
-            self.events.append(Keyhole(rng, frames, hr_size, self.sample))
-        else:
-            self.events.append(Jet(rng, frames, hr_size))
-        if moving == 'rotor':
-            self.events.append(Rotor(rng, frames, hr_size))
-        elif moving == 'flap':
-            self.events.append(Flap(rng, frames, hr_size))
-        if particles:
-            self.events.append(Particles(rng, frames, hr_size, self.events[0] if growth == 'keyhole' else None))
+        self.sample = Sample(rng, plan.background, hr_size, margin)
+        self.events: list = plan.events(self, rng)
         self.beam = Beam(rng, frames, hr_size)
         # optics: Fresnel fringe scale sqrt(lambda * z) and the two cameras' PSFs, in HR pixels
         self.fresnel = rng.uniform(1.3, 2.4)
@@ -702,7 +869,7 @@ class Scene:
         return hr, lr
 
     def meta(self) -> dict:
-        return dict(background=self.sample.params, motions=[e.params for e in self.events],
+        return dict(family=self.family, background=self.sample.params, motions=[e.params for e in self.events],
                     motion_kinds=[e.kind for e in self.events], global_motion=self.global_motion,
                     sample_motion=self.motion_params, exposure_fraction=self.exposure, beam=self.beam.params,
                     optics=dict(supersampling=SS, fresnel_length_px=self.fresnel, psf_sigma_hr_px=self.psf_hr,
@@ -716,7 +883,9 @@ def true_sample_motion(meta: dict) -> np.ndarray:
     the generator makes another scene from them."""
     try:
         frames, hr_size = int(meta['frames']), tuple(meta['hr_size'])
-        scene = Scene(np.random.default_rng([int(meta['seed']), int(meta['index'])]), frames, hr_size)
+        family = meta.get('family', 'mixed')
+        scene = Scene(np.random.default_rng([int(meta['seed']), int(meta['index'])]), frames, hr_size,
+                      None if family == 'mixed' else family)
         recorded = meta['sample_motion']
     except KeyError as missing:
         raise InputError(f'meta.json has no {missing}: not a sequence of xfusion synth xray') from None
@@ -727,12 +896,15 @@ def true_sample_motion(meta: dict) -> np.ndarray:
 
 
 def synth_xray(out: str | Path, sequences: int = 4, frames: int = 30, hr_size: tuple[int, int] = (128, 128),
-               b0: float = 1e3, seed: int = 0, bit_depth: int = 16) -> Path:
+               b0: float = 1e3, seed: int = 0, bit_depth: int = 16, families: str | list[str] | None = None) -> Path:
     """Write ``sequences`` synthetic UHS x-ray sequences ``seq_000``, ... in the x-ray layout under ``out``.
 
-    Deterministic per (seed, sequence index). ``b0`` is the photon count per pixel of the flat field
-    (Poisson noise, independent per camera); ``b0 <= 0`` writes noise-free frames.
+    Deterministic per (seed, sequence index, family). ``b0`` is the photon count per pixel of the flat field
+    (Poisson noise, independent per camera); ``b0 <= 0`` writes noise-free frames. ``families``: names of
+    ``FAMILIES`` or roles of ``ROLES`` (``'test'``), the sequences taking them in turn; None: the generator's own
+    mix of events.
     """
+    cycle = families_of(families)
     h, w = (int(v) for v in hr_size)
     if h <= 0 or w <= 0 or h % (SCALE * 4) or w % (SCALE * 4):
         raise InputError(f'hr size must be positive multiples of {SCALE * 4} (LR a multiple of 4), got {h}x{w}')
@@ -746,7 +918,7 @@ def synth_xray(out: str | Path, sequences: int = 4, frames: int = 30, hr_size: t
     scale = IntensityScale.for_dtype(np.uint16 if bit_depth == 16 else np.uint8)
     for i in tqdm(range(sequences), desc='synth xray', unit='seq'):
         name = f'seq_{i:03d}'
-        scene = Scene(np.random.default_rng([seed, i]), frames, (h, w))
+        scene = Scene(np.random.default_rng([seed, i]), frames, (h, w), cycle[i % len(cycle)])
         noise_rng = np.random.default_rng([seed, i, 1])  # separate stream: the clean content does not depend on b0
         for camera in ('HR', 'LR'):  # stale frames of an earlier, longer run would break the frame count
             for old in (out / name / camera).glob('[0-9]*.png'):
