@@ -1,7 +1,7 @@
 """How far a PropSTF network's whole-frame motion is from the truth, and what the truth would give it.
 
     python benchmarks/motion_check.py --model experiments/demo_finetune_xray_prop/models/net_g_latest.pth \
-        --data datasets/demo/xray/val --period 20 [--b0 1000] [--out results/motion_check] [--track-between-keys]
+        --data datasets/demo/xray/val --period 20 [--b0 1000] [--out results/motion_check]
 
 Sequences written by ``xfusion synth xray`` know their truth: the seed and index in meta.json remake the
 sample's displacement at every frame (``xfusion.synth.xray.true_sample_motion``). For each sequence, over the
@@ -133,14 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--period', type=int, default=20)
     parser.add_argument('--b0', type=float, default=None, help='LR photon noise (default: the clean frames)')
     parser.add_argument('--out', default='results/motion_check')
-    parser.add_argument('--track-between-keys', action='store_true',
-                        help="the network's option track_between_keys switched on (its shifts are classical: the "
-                             'shift error does not depend on how the network was trained)')
     args = parser.parse_args(argv)
     try:
         check_period(args.period, '--period')
-        # the option switched on when asked (the checkpoint's own value otherwise)
-        net, _ = load_network(args.model, **({'track_between_keys': True} if args.track_between_keys else {}))
+        net, _ = load_network(args.model)
         if not getattr(net, 'global_motion', False) or not net.uses_keys:
             raise InputError(f'{args.model}: not a key-frame network that measures whole-frame motion '
                              '(PropSTF with global_motion: true)')
@@ -158,8 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    settings = {'model': args.model, 'data': args.data, 'period': args.period, 'b0': args.b0,
-                'track_between_keys': net.track_between_keys}
+    settings = {'model': args.model, 'data': args.data, 'period': args.period, 'b0': args.b0}
     (out / 'motion.json').write_text(json.dumps({**settings, 'sequences': rows}, indent=1) + '\n')
     plot(rows, out / 'motion.png')
     text = table(rows)

@@ -6,7 +6,6 @@ from scipy.ndimage import gaussian_filter
 
 import xfusion  # noqa: F401  (the BasicSR adjustments)
 from xfusion.archs.global_motion import (
-    AGREEMENT,
     LR_BLURS,
     as_the_lr_camera_sees,
     global_shift,
@@ -14,7 +13,6 @@ from xfusion.archs.global_motion import (
     prefer_still,
     refine_against_key,
     shifts_to_reference,
-    track_between_keys,
 )
 from xfusion.archs.propstf_arch import PropSTF
 from xfusion.camera import area_average, lr_camera
@@ -143,35 +141,3 @@ def test_the_lr_camera_blur_is_found_from_the_frame_recorded_at_the_key_frames_t
             assert torch.equal(seen, torch.from_numpy(key)[None, None])
         # its 4x4 average is the LR frame, inside the frame (borders are replicated, not mirrored as cv2 does)
         assert (torch.nn.functional.avg_pool2d(seen, 4) - lr)[..., 2:-2, 2:-2].abs().max() < 2e-3
-
-
-def test_far_from_both_key_frames_the_track_anchored_at_them_replaces_wrong_matches():
-    # a faint sample crosses half the frame between two key frames (0.7 LR px right and 0.3 up per frame, 14
-    # and 6 LR px over 21 frames of 32x32) behind a lab-fixed flat field with horizontal stripes, as in
-    # xfusion synth xray: matched against a key frame directly, the far frames settle on no move (the stripes
-    # match there); the steps between neighbours, summed and anchored at both key frames, do not
-    rng = np.random.default_rng(6)
-    canvas = torch.from_numpy(gaussian_filter(rng.random((256, 256)), 2.0).astype(np.float32))[None, None]
-    canvas = 0.5 + 0.3 * (canvas - canvas.mean())
-    n = 21
-    moved_hr = torch.tensor([[2.8 * t, -1.2 * t] for t in range(n)])
-    stripes = 1 + 0.04 * torch.sin(2 * np.pi * torch.arange(128.0) / 9)[:, None]
-    hr = torch.stack([shifted(canvas, x, y)[..., 48:176, 48:176] * stripes for x, y in moved_hr.tolist()], 1)
-    lq = torch.nn.functional.avg_pool2d(hr[0], 4)[None]
-    keys, key_pos = hr[:, [0, n - 1]], torch.tensor([[0, n - 1]])
-    truth = torch.stack([-moved_hr / 4, -(moved_hr - moved_hr[-1]) / 4])  # against key 0, against key 1
-    direct = torch.stack([shifts_to_reference(lq, torch.nn.functional.avg_pool2d(keys[:, j], 4), key_pos[:, j], 0.1)
-                          for j in (0, 1)], 1)
-    assert (direct[0] - truth).norm(dim=2).max() > 10  # far frames matched wrongly
-    tracked = track_between_keys(lq, keys, key_pos, direct)[0]
-    assert (tracked - truth).norm(dim=2).max() < 1.0
-    kept = (direct[0] - tracked).norm(dim=2) <= AGREEMENT  # direct matches near the track are kept as they were
-    assert kept.any() and torch.equal(tracked[kept], direct[0][kept])
-    one_key = track_between_keys(lq, keys, torch.tensor([[0, 0]]), direct)
-    assert torch.equal(one_key, direct)  # one key frame (a sequence's end): nothing to anchor
-
-    def network_error(**options):  # PropSTF's whole-frame steps, summed, against the truth
-        forward_steps = PropSTF(num_feat=8, global_motion=True, **options).global_steps(lq, keys, key_pos)[0]
-        return (forward_steps.cumsum(0) - truth[0, 1:]).norm(dim=1).max()
-    assert network_error() > 10
-    assert network_error(track_between_keys=True) < 1.0

@@ -81,14 +81,6 @@ def test_a_row_per_sequence_clean_and_noisy(data, tmp_path):
                               '--out', str(noisy)]) == 0
     noisy_rows = json.loads((noisy / 'motion.json').read_text())['sequences']
     assert noisy_rows[0]['psnr_own_motion'] != rows[0]['psnr_own_motion']
-    assert result['track_between_keys'] is False
-    # the option switched on for a network trained without it: recorded, and the same table shape
-    tracked = tmp_path / 'tracked'
-    assert motion_check.main(['--model', model, '--data', str(data), '--period', '5', '--track-between-keys',
-                              '--out', str(tracked)]) == 0
-    tracked_result = json.loads((tracked / 'motion.json').read_text())
-    assert tracked_result['track_between_keys'] is True
-    assert [r['sequence'] for r in tracked_result['sequences']] == ['seq_000', 'seq_001']
 
 
 def test_bad_input_ends_in_one_line(data, tmp_path, capsys):

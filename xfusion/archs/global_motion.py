@@ -13,9 +13,6 @@ the LR frame recorded at the key frame's time, as ``xfusion.camera.fit_lr_camera
 warped at HR and averaged over each LR pixel, is compared with each LR frame. A tenth of an LR pixel
 is 0.4 HR pixels of misplaced key-frame detail, which the network does not correct.
 
-``track_between_keys`` (an option of the PropSTF, in no recipe) replaces the direct matches that stray far
-from the steps between neighbours, summed and anchored at both key frames.
-
 ``global_shift(ref, supp)`` -> (B, 2) flow (x, y) in pixels, in ``flow_warp``'s convention:
 ``flow_warp(supp, flow)`` matches ``ref``. Local motions (a rotor, particles) take a small part of
 the frame: the Gauss-Newton steps weigh pixels down where the residual is large (Tukey), so the
@@ -31,8 +28,6 @@ from basicsr.archs.arch_util import flow_warp
 from torch.nn import functional as F
 
 CUTOFF = 0.2  # cycles per LR pixel: the Gaussian weight of the phase-only spectrum (chosen on validation)
-STEP_RADIUS = 2.0  # LR pixels: the most the sample moves between two LR frames (the peak searched within it)
-AGREEMENT = 2.0  # LR pixels: a frame's direct shift is kept where it lies this close to the anchored track
 LR_BLURS = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)  # HR pixels: the LR camera's extra blurs refine_against_key tries
 
 
@@ -225,51 +220,11 @@ def shifts_to_reference(frames: torch.Tensor, ref: torch.Tensor, ref_pos: torch.
         return chosen.unflatten(0, (b, n))
 
 
-def track_between_keys(frames: torch.Tensor, keys: torch.Tensor, key_pos: torch.Tensor,
-                       direct: torch.Tensor) -> torch.Tensor:
-    """(B, N, 1, h, w) LR frames, (B, 2, 1, H, W) the HR key frames at positions key_pos (B, 2), (B, 2, N, 2)
-    each frame's shift against each of them (``shifts_to_reference``) -> (B, 2, N, 2) the same, where a
-    frame's direct shift is more than ``AGREEMENT`` LR pixels from the track anchored at both key frames
-    replaced by the track's.
-
-    Far from a key frame the sample may have moved by half the frame and shares little with it, and matching
-    against it locks onto a wrong peak. The steps between neighbours are small (searched within
-    ``STEP_RADIUS``) and share almost everything, but they are biased: the lab-fixed flat field matches at no
-    shift and shrinks each step toward zero. Their running sum is therefore anchored at both ends: the two HR
-    key frames, registered to each other, give the whole move between them, and what the sum misses is
-    spread over the steps in proportion to their length (a bias that shrinks every step, or a few steps
-    gone wrong, is undone where it arose). Samples with one key frame keep their direct shifts."""
-    b, n = frames.shape[:2]
-    rows = torch.arange(b, device=key_pos.device)
-    scale = keys.shape[-1] // frames.shape[-1]
-    with torch.no_grad(), torch.autocast(frames.device.type, enabled=False):
-        frames, direct = frames.float(), direct.float()
-        if n < 2:
-            return direct
-        steps = _neighbour_steps(frames, _high_pass(frames.flatten(0, 1)).unflatten(0, (b, n)), STEP_RADIUS)
-        track, path = _running_sum(steps), _running_sum(steps.abs())  # path: the distance travelled, per axis
-        first, last = key_pos[:, 0], key_pos[:, 1]
-        between = global_shift(keys[:, 1].float(), keys[:, 0].float()) / scale  # flow_warp(key 0, .) ~ key 1
-        missed = between - (track[rows, last] - track[rows, first])  # (B, 2)
-        span = path[rows, last] - path[rows, first]  # (B, 2)
-        by_path = (path - path[rows, first][:, None]) / span[:, None].clamp_min(1e-6)
-        # where the steps barely move (a still sample), spread evenly in time instead
-        positions = torch.arange(n, device=frames.device, dtype=frames.dtype)
-        by_time = ((positions[None] - first[:, None]) / (last - first).clamp_min(1)[:, None])[..., None]
-        share = torch.where(span[:, None] > 0.5, by_path, by_time).clamp(0, 1)
-        track = track + missed[:, None] * share
-        anchored = torch.stack([direct[rows, j, pos][:, None] + track - track[rows, pos][:, None]
-                                for j, pos in enumerate((first, last))], 1)  # (B, 2, N, 2)
-        agrees = (direct - anchored).norm(dim=3, keepdim=True) <= AGREEMENT
-        one_key = (first == last)[:, None, None, None]
-        return torch.where(agrees | one_key, direct, anchored)
-
-
-def _neighbour_steps(frames: torch.Tensor, textures: torch.Tensor, radius: float | None = None) -> torch.Tensor:
+def _neighbour_steps(frames: torch.Tensor, textures: torch.Tensor) -> torch.Tensor:
     """(B, N, 1, h, w) frames and their textures -> (B, N-1, 2) steps, flow_warp(frame i, step i) ~ frame i+1:
-    phase correlation (its peak within ``radius``), then Gauss-Newton steps on the textures."""
+    phase correlation, then Gauss-Newton steps on the textures."""
     b, n = frames.shape[:2]
-    start = phase_correlation(frames[:, 1:].flatten(0, 1), frames[:, :-1].flatten(0, 1), radius)
+    start = phase_correlation(frames[:, 1:].flatten(0, 1), frames[:, :-1].flatten(0, 1))
     return refine_shift(textures[:, 1:].flatten(0, 1), textures[:, :-1].flatten(0, 1), start).unflatten(0, (b, n - 1))
 
 

@@ -52,7 +52,7 @@ from torch.nn import functional as F
 
 from xfusion.archs import classical
 from xfusion.archs.deform_conv import deform_conv2d
-from xfusion.archs.global_motion import refine_against_key, shifts_to_reference, track_between_keys
+from xfusion.archs.global_motion import refine_against_key, shifts_to_reference
 from xfusion.archs.stf_base import STFNetwork
 
 SOURCES = ('key0', 'key1', 'bayes', 'bayes_warped', 'temporal', 'lr')
@@ -182,10 +182,6 @@ class PropSTF(STFNetwork):
             the module docstring); with ``global_motion``, the gate also reads the whole frame's motion.
         refine_at_hr: with ``global_motion``, each frame's shift made sub-pixel against the HR key frame itself
             (``global_motion.refine_against_key``) rather than against its 4x4 average.
-        track_between_keys: with ``global_motion`` and key frames at both ends, a frame whose shift against a key
-            frame strays from the steps between neighbours, summed and anchored at both key frames, takes the
-            anchored sum's (``global_motion.track_between_keys``): far from a key frame, matching locks onto
-            wrong peaks.
         deform_align: each propagation step aligns the hidden features by flow-guided deformable convolution
             (``FlowGuidedAlign``, after BasicVSR++) instead of the flow warp alone.
     """
@@ -208,7 +204,6 @@ class PropSTF(STFNetwork):
                  denoised_temporal: bool = False,
                  still_gate: bool = False,
                  refine_at_hr: bool = False,
-                 track_between_keys: bool = False,
                  deform_align: bool = False):
         super().__init__(num_frame=1, num_frame_hi=num_frame_hi, center_frame_idx=0)
         if num_frame_hi not in (0, 2):
@@ -220,7 +215,6 @@ class PropSTF(STFNetwork):
         self.context = context
         self.global_motion = global_motion
         self.refine_at_hr = refine_at_hr
-        self.track_between_keys = track_between_keys
         self.denoised_temporal = denoised_temporal
         if still_gate and 'temporal' not in self.sources:
             raise ValueError('still_gate hands pixels to the temporal source: it needs temporal among the sources')
@@ -298,16 +292,12 @@ class PropSTF(STFNetwork):
         (at the LR camera's resolution: clean, unlike an LR frame); the first LR frame without key frames.
         Each frame is measured directly against the reference, not chained: the steps between neighbours
         are differences of these, so they sum to the shift between any two positions without
-        accumulating each step's error (with ``track_between_keys``, frames whose direct match strays from
-        the chain anchored at both key frames take the chain's shift). Third, (B, N): how far each position
-        moved since the nearer key frame."""
+        accumulating each step's error. Third, (B, N): how far each position moved since the nearer key frame."""
         if self.uses_keys:
             # one key frame (a sequence's end): both branches alike
             ends = (0,) if torch.equal(key_pos[:, 0], key_pos[:, -1]) else (0, -1)
             shifts = [shifts_to_reference(lq, F.avg_pool2d(hq[:, j], self.scale), key_pos[:, j], STILL_MARGIN)
                       for j in ends]
-            if self.track_between_keys and len(ends) == 2:
-                shifts = track_between_keys(lq, hq[:, [0, -1]], key_pos[:, [0, -1]], torch.stack(shifts, 1)).unbind(1)
             if self.refine_at_hr:
                 shifts = [refine_against_key(lq, hq[:, j], s, key_pos[:, j]) for j, s in zip(ends, shifts)]
             forward, backward = shifts[0], shifts[-1]
