@@ -112,9 +112,9 @@ def demo_section(record: dict | None) -> str:
     return '\n'.join([
         f"Made by {machine_line(record)}.{took}",
         '',
-        f"The networks `make demo` trains, on its test sequences (`{record['data']}`: seeds never used for "
-        f"training or for a choice), against the classical baselines. Mean over the non-key frames of all "
-        f"sequences, paper convention (8-bit PSNR, SSIM, AAD), lr_sep {record['lr_sep']}.",
+        f"The networks `make demo` trains, on its test sequences (`{record['data']}`: scene families and seeds "
+        f"never used for training or for a choice), against the classical baselines. Mean over the non-key frames of "
+        f"all sequences, paper convention (8-bit PSNR, SSIM, AAD), lr_sep {record['lr_sep']}.",
         '',
         f'### The demo setting: period {period}, LR noise {b0_text(b0)}',
         '', demo_table(record), '',
