@@ -678,6 +678,11 @@ def _growth(scene: Scene, rng: np.random.Generator, growth: str) -> list:
     return [Jet(rng, frames, hr_size)]
 
 
+def _keyhole_with_spatter(scene: Scene, rng: np.random.Generator) -> list:
+    keyhole = _growth(scene, rng, 'keyhole')[0]
+    return [keyhole, Particles(rng, scene.frames, scene.hr_size, keyhole)]
+
+
 def _family(background: tuple[str, ...], motion: tuple[str, ...], events) -> Callable[[np.random.Generator], Plan]:
     """A family: its sample and sample motion drawn from these, and its events."""
     def plan(rng: np.random.Generator) -> Plan:
@@ -698,8 +703,7 @@ FAMILIES: dict[str, Callable[[np.random.Generator], Plan]] = {
     # rods rotating about an axis along the beam, tips at 5-18 px per frame
     'rotor': _family(SAMPLES, ('drift',), lambda scene, rng: [Rotor(rng, scene.frames, scene.hr_size)]),
     # a laser keyhole scanning a powder bed: the melt pool, the track it leaves, spatter
-    'keyhole': _family(('powder_bed',), ('drift',), lambda scene, rng: (
-        lambda made: made + [Particles(rng, scene.frames, scene.hr_size, made[0])])(_growth(scene, rng, 'keyhole'))),
+    'keyhole': _family(('powder_bed',), ('drift',), lambda scene, rng: _keyhole_with_spatter(scene, rng)),
     # fragments that enter, cross the view at 8-30 px per frame and leave
     'debris': _family(SAMPLES, ('drift',), lambda scene, rng: [
         Particles(rng, scene.frames, scene.hr_size, rate=(0.8, 2.0), speed=(8, 30), radius=(1.0, 6.0))]),
