@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from xfusion.synth.xray import ROLES
+from xfusion.synth.reds import synth_reds
+from xfusion.synth.xray import ROLES, synth_xray
 
 HELP = 'write synthetic sequences (REDS layout or x-ray layout)'
 DEFAULT_HR_SIZE = {'reds': (192, 320), 'xray': (128, 128)}
@@ -29,11 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     hr_size = tuple(args.hr_size or DEFAULT_HR_SIZE[args.kind])
     if args.kind == 'reds':
-        from xfusion.synth.reds import synth_reds
         out = synth_reds(args.out, sequences=args.sequences, frames=args.frames, hr_size=hr_size, seed=args.seed,
                          first_clip=args.first_clip)
     else:
-        from xfusion.synth.xray import synth_xray
         out = synth_xray(args.out, sequences=args.sequences, frames=args.frames, hr_size=hr_size, b0=args.b0,
                          seed=args.seed, bit_depth=args.bit_depth, families=args.families)
     print(f'wrote synthetic {args.kind} data to {out}')

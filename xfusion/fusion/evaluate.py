@@ -35,9 +35,10 @@ from xfusion.schedule import FrameSource, KeySchedule, check_period
 CSV_COLUMNS = ['method', 'sequence', 'frame', 'is_key', 'period', 'lr_sep', 'b0', 'psnr', 'ssim', 'aad']
 
 
-def noisy_lr(seq: Sequence, b0: float | None, seed: int) -> np.ndarray:
-    """All LR frames of a sequence with Poisson noise at b0 photons per unit intensity (None: clean)."""
-    frames = np.stack([seq.read_lr(t) for t in range(seq.num_frames)])
+def noisy_lr(seq: Sequence, b0: float | None, seed: int, clean: np.ndarray | None = None) -> np.ndarray:
+    """All LR frames of a sequence with Poisson noise at b0 photons per unit intensity (None: clean), seeded by
+    (seed, b0, sequence name). ``clean``: the sequence's LR frames when they are read already."""
+    frames = np.stack([seq.read_lr(t) for t in range(seq.num_frames)]) if clean is None else clean
     if b0 is None:
         return frames
     return poisson_noise(frames, b0, np.random.default_rng([seed, int(b0), sum(map(ord, seq.name))]))
@@ -102,6 +103,7 @@ def evaluate_sequence(seq: Sequence, config: EvaluateConfig, nets: dict[str, tor
     """The rows of one sequence (every method at every setting, every frame scored) and its player (the shown
     method's frames at the panel setting); the panel frame of the panel setting is kept in ``panels``."""
     gt = [seq.read_hr(t) for t in range(seq.num_frames)]
+    clean = np.stack([seq.read_lr(t) for t in range(seq.num_frames)])  # read once, noisy once per b0
     keys = KeySchedule.every(panel_setting[0], seq.num_frames).key_times
     viewer = Viewer(Player(seq.name, ['LR (upsampled)', shown, 'nearest key frame', 'ground truth'],
                            display_window(gt[::max(1, seq.num_frames // 4)]), list(keys), seq.num_frames,
@@ -109,7 +111,7 @@ def evaluate_sequence(seq: Sequence, config: EvaluateConfig, nets: dict[str, tor
                                 f'{config.convention} convention'), movie)
     rows = []
     for b0 in config.b0s:
-        lr = noisy_lr(seq, b0, config.seed)
+        lr = noisy_lr(seq, b0, config.seed, clean)
         for period, lr_sep in itertools.product(config.periods, config.lr_seps):
             source = FrameSource(lr.__getitem__, gt.__getitem__, KeySchedule.every(period, seq.num_frames), lr_sep)
             panel_t = _panel_frame(seq.num_frames, period)

@@ -56,12 +56,9 @@ class StackWriter:
     """
 
     def __init__(self, spec: str):
-        self.path, self.dataset = split_h5_spec(spec)
+        path, self.dataset = split_h5_spec(spec)
+        self.path = new_path(path, '--out')
         self.is_h5 = self.path.suffix.lower() in H5_SUFFIXES
-        if self.path.exists():
-            raise InputError(f'{self.path}: already exists; choose another --out (nothing is overwritten)')
-        if not self.path.parent.is_dir():
-            raise InputError(f'{self.path.parent}: output folder does not exist')
         check_writable(str(self.path.parent))
         if self.is_h5 and not self.dataset:
             self.dataset = '/exchange/data'
