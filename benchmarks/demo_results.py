@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DESCRIBE = {  # what each method is, for the tables
     'bicubic': 'LR frame upsampled', 'key_copy': 'the nearer key frame', 'temporal': 'STARFM-like change transfer',
     'bayes': 'Bayesian fusion', 'stf': 'PropSTF, the recommended network',
-    'edvrstf': 'EDVRSTF (the original XFusion network)', 'lr_only': 'PropSTF without key frames (LR-only)'}
+    'edvrstf': 'EDVRSTF (the original XFusion network)', 'lr_only': 'PropVSR, PropSTF without key frames (LR-only)'}
 
 
 def cells(rows: list[dict]) -> list[dict]:

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from xfusion.archs.propstf_arch import PropSTF
 from xfusion.checkpoint import load_network
 from xfusion.errors import InputError
 from xfusion.fusion.evaluate import noisy_lr
@@ -128,7 +129,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--model', required=True, help='a PropSTF checkpoint (with global_motion)')
+    parser.add_argument('--model', required=True, help='a PropSTF checkpoint')
     parser.add_argument('--data', default='datasets/demo/xray/val', help='sequences of xfusion synth xray')
     parser.add_argument('--period', type=int, default=20)
     parser.add_argument('--b0', type=float, default=None, help='LR photon noise (default: the clean frames)')
@@ -137,9 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_period(args.period, '--period')
         net, _ = load_network(args.model)
-        if not getattr(net, 'global_motion', False) or not net.uses_keys:
+        if not isinstance(net, PropSTF):
             raise InputError(f'{args.model}: not a key-frame network that measures whole-frame motion '
-                             '(PropSTF with global_motion: true)')
+                             f'(a PropSTF), but {type(net).__name__}')
         rows = []
         for seq in open_xray_root(args.data):
             meta_path = Path(args.data) / seq.name / 'meta.json'

@@ -147,7 +147,7 @@ def test_segment_samples_for_segment_networks(tmp_path):
 def test_the_segments_of_a_batch_share_their_gap_and_the_model_trims_the_batch_to_it(tmp_path):
     from torch.utils.data import DataLoader
 
-    from xfusion.models.stf_model import STFModel
+    from xfusion.models.segment_stf_model import SegmentSTFModel
     root = tmp_path / 'xray'
     write_pair_sequence(root / 's0' / 'HR', root / 's0' / 'LR', moving_scene(30, (32, 32), seed=0), np.uint16)
     opt = dict(name='x', type='XraySTFDataset', phase='train', dataroot=str(root), segment=True, period_range=[2, 25],
@@ -160,7 +160,7 @@ def test_the_segments_of_a_batch_share_their_gap_and_the_model_trims_the_batch_t
     assert all(len(set(g)) == 1 for g in gaps) and len({g[0] for g in gaps}) > 1
     assert all(b['lq'].shape[1] == ds.segment_length == 26 for b in batches)  # padded, so that any grouping stacks
 
-    model = STFModel.__new__(STFModel)  # feed_data alone: no network needed
+    model = SegmentSTFModel.__new__(SegmentSTFModel)  # feed_data alone: no network needed
     model.device = torch.device('cpu')
     model.feed_data(batches[0])
     assert model.lq.shape[1] == model.gt.shape[1] == gaps[0][0] + 1

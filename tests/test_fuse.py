@@ -29,8 +29,8 @@ def save_experiment(root, net_opt, state=None, identity=False):
         with torch.no_grad():
             net.conv_last.weight.zero_()
             net.conv_last.bias.zero_()
-            net.blend_logits.weight.zero_()
-            net.blend_logits.bias.copy_(torch.tensor([0.0, 0.0, 60.0]))
+            net.blend.logits.weight.zero_()
+            net.blend.logits.bias.copy_(torch.tensor([0.0, 0.0, 60.0]))
     torch.save({'params': state or net.state_dict()}, root / 'models' / 'net_g_latest.pth')
     return root / 'models' / 'net_g_latest.pth'
 

@@ -6,24 +6,23 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from basicsr.utils.registry import ARCH_REGISTRY
 
 from helpers import ROOT
-from xfusion.archs.propstf_arch import PropSTF
 from xfusion.synth.xray import synth_xray
 
 spec = importlib.util.spec_from_file_location('motion_check', ROOT / 'benchmarks' / 'motion_check.py')
 motion_check = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(motion_check)
 
-NETWORK = dict(type='PropSTF', num_feat=8, flow_feat=8, num_feat_up=8, global_motion=True, still_gate=True,
-               refine_at_hr=True)
+NETWORK = dict(type='PropSTF', num_feat=8, flow_feat=8, num_feat_up=8)
 
 
 def checkpoint(folder, **changes) -> str:
     """An untrained PropSTF saved as an experiment: models/net_g_latest.pth beside models/options.yml."""
     options = {**NETWORK, **changes}
     torch.manual_seed(0)
-    net = PropSTF(**{k: v for k, v in options.items() if k != 'type'})
+    net = ARCH_REGISTRY.get(options['type'])(**{k: v for k, v in options.items() if k != 'type'})
     models = folder / 'models'
     models.mkdir(parents=True)
     torch.save({'params': net.state_dict()}, models / 'net_g_latest.pth')
@@ -84,9 +83,9 @@ def test_a_row_per_sequence_clean_and_noisy(data, tmp_path):
 
 
 def test_bad_input_ends_in_one_line(data, tmp_path, capsys):
-    plain = checkpoint(tmp_path / 'plain', global_motion=False, still_gate=False, refine_at_hr=False)
-    assert motion_check.main(['--model', plain, '--data', str(data), '--out', str(tmp_path / 'o')]) == 2
-    assert 'global_motion: true' in capsys.readouterr().err
+    lr_only = checkpoint(tmp_path / 'lr_only', type='PropVSR')
+    assert motion_check.main(['--model', lr_only, '--data', str(data), '--out', str(tmp_path / 'o')]) == 2
+    assert 'a PropSTF), but PropVSR' in capsys.readouterr().err
     copy = tmp_path / 'no_meta'
     for seq in ('seq_000',):
         for camera in ('HR', 'LR'):

@@ -10,6 +10,7 @@ from scipy.ndimage import gaussian_filter
 from helpers import moving_scene, run_script, training_options, workspace, write_pair_sequence
 from xfusion.archs import classical
 from xfusion.archs.propstf_arch import PropSTF
+from xfusion.archs.propvsr_arch import PropVSR
 from xfusion.baselines import bayes, estimate_noise_var, estimate_noise_var_temporal, temporal
 from xfusion.camera import area_average
 from xfusion.inference import SequenceInference
@@ -45,15 +46,16 @@ def test_shapes_and_the_lr_only_variant():
     with torch.no_grad():
         out = net(lq, hq, torch.tensor([[0, 10]]), torch.tensor([[1, 5, 9]]))
         assert out.shape == (1, 3, 1, 32, 48)
-        lr_only = small(num_frame_hi=0, context=2)
-        assert not lr_only.uses_keys and not any('_hi' in k for k in lr_only.state_dict())
+        lr_only = PropVSR(num_feat=8, flow_feat=8, num_feat_up=8, context=2).eval()
+        assert not lr_only.uses_keys and lr_only.kind == 'segment' and not any('_hi' in k for k in lr_only.state_dict())
         assert lr_only(lq).shape == (1, 11, 1, 32, 48)
     with pytest.raises(ValueError, match='key_pos'):
         net(lq, hq, torch.tensor([[0, 11]]))
 
 
-def test_at_the_start_the_flows_are_zero_and_a_key_frame_warps_to_itself():
+def test_at_the_start_the_flows_of_a_still_scene_are_zero_and_a_key_frame_warps_to_itself():
     lr, hr = scene()
+    lr, hr = np.repeat(lr[:1], 11, axis=0), np.repeat(hr[:1], 11, axis=0)  # the flows start at the whole-frame motion
     lq, hq = torch.from_numpy(lr)[None, :, None], torch.from_numpy(hr[[0, 10]])[None, :, None]
     net = small()
     with torch.no_grad():
@@ -64,11 +66,10 @@ def test_at_the_start_the_flows_are_zero_and_a_key_frame_warps_to_itself():
     assert set(aux) >= {'key0', 'key1', 'bayes', 'bayes_warped', 'temporal', 'lr'}
 
 
-@pytest.mark.parametrize('global_motion', [False, True])
-def test_a_padded_segment_gives_what_the_unpadded_one_gives(global_motion):
+def test_a_padded_segment_gives_what_the_unpadded_one_gives():
     # training pads segments of a batch to one length: the padding must not leak into the positions before it
     lr, hr = scene(frames=8, size=(16, 16))
-    net = perturbed(small(global_motion=global_motion, still_gate=global_motion, refine_at_hr=global_motion))
+    net = perturbed(small())
     lq = torch.from_numpy(lr)[None, :, None]
     hq = torch.from_numpy(hr[[0, 7]])[None, :, None]
     padded = torch.cat([lq, lq[:, -1:].expand(1, 3, -1, -1, -1)], 1)  # positions 8..10 repeat frame 7
@@ -80,10 +81,9 @@ def test_a_padded_segment_gives_what_the_unpadded_one_gives(global_motion):
     assert (both[0] - plain[0]).abs().max() < 1e-5
 
 
-@pytest.mark.parametrize('global_motion', [False, True])
-def test_one_key_frame_at_either_end(global_motion):
+def test_one_key_frame_at_either_end():
     lr, hr = scene(frames=6)
-    net = perturbed(small(global_motion=global_motion, still_gate=global_motion, refine_at_hr=global_motion))
+    net = perturbed(small())
     lq = torch.from_numpy(lr)[None, :, None]
     for pos in (0, 5):
         hq = torch.from_numpy(hr[[pos, pos]])[None, :, None]
@@ -92,10 +92,9 @@ def test_one_key_frame_at_either_end(global_motion):
         assert out.shape == (1, 6, 1, 32, 48) and torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize('global_motion', [False, True])
-def test_segment_inference_runs_each_segment_once_and_matches_the_forward(global_motion):
+def test_segment_inference_runs_each_segment_once_and_matches_the_forward():
     lr, hr = scene(frames=23)
-    net = perturbed(small(global_motion=global_motion, still_gate=global_motion, refine_at_hr=global_motion))
+    net = perturbed(small())
     reads = []
     source = FrameSource(lambda t: reads.append(t) or lr[t], lambda k: hr[k], KeySchedule.every(5, 23, offset=2), 1)
     out = list(SequenceInference(net, batch=3).run(source))
@@ -108,7 +107,7 @@ def test_segment_inference_runs_each_segment_once_and_matches_the_forward(global
     assert (full[0, 3] - dict(out)[10]).abs().max() < 1e-5
     some = dict(SequenceInference(net).run(source, times=[3, 16]))
     assert sorted(some) == [3, 16] and (some[16] - dict(out)[16]).abs().max() < 1e-5
-    lr_only = perturbed(small(num_frame_hi=0, context=2))
+    lr_only = perturbed(PropVSR(num_feat=8, flow_feat=8, num_feat_up=8, context=2))
     assert len(list(SequenceInference(lr_only, batch=4).run(source))) == 23
 
 
@@ -130,37 +129,6 @@ def test_a_few_training_steps_lower_the_loss():
     assert max(losses[-5:]) < 0.9 * losses[0]
 
 
-def test_deformable_alignment_starts_as_the_flow_warp_and_learns_offsets():
-    lr, hr = scene(frames=9, size=(12, 12))
-    lq, hq = torch.from_numpy(lr)[None, :, None], torch.from_numpy(hr[[0, 8]])[None, :, None]
-    key_pos = torch.tensor([[0, 8]])
-    aligned = small(deform_align=True)
-    # every weight random but the flow network's (zero flows: nothing is sampled beyond the frame, where the
-    # deformable convolution reads zeros and the flow warp the border) and the alignment's own initial ones
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for name, p in aligned.named_parameters():
-            if not name.startswith(('flow.', 'forward_align.', 'backward_align.')):
-                p.add_(0.05 * torch.randn_like(p))
-    plain = small()
-    missing, unexpected = plain.load_state_dict(aligned.state_dict(), strict=False)
-    assert not missing and unexpected and all('_align.' in k for k in unexpected)
-    with torch.no_grad():
-        assert (aligned(lq, hq, key_pos) - plain(lq, hq, key_pos)).abs().max() < 1e-5
-
-    aligned.train()
-    optimizer = torch.optim.Adam(aligned.parameters(), 2e-3)
-    start = aligned.forward_align.conv_offset[-1].weight.detach().clone()
-    for _ in range(3):
-        loss = (aligned(lq, hq, key_pos, torch.tensor([[2, 4, 6]])) - torch.from_numpy(hr[[2, 4, 6]])[None, :, None]
-                ).abs().mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    # the offsets (and with them where each kernel tap reads) move away from the flow
-    assert (aligned.forward_align.conv_offset[-1].weight - start).abs().max() > 1e-4
-
-
 def test_the_denoised_temporal_estimate_keeps_the_key_frame_where_only_noise_changed():
     rng = np.random.default_rng(0)
     hr = np.stack([gaussian_filter(rng.random((64, 64)), 1.5)] * 3).astype(np.float32)
@@ -179,8 +147,6 @@ def test_the_denoised_temporal_estimate_keeps_the_key_frame_where_only_noise_cha
     clean = [torch.from_numpy(a)[None] for a in (area_average(hr)[1][None].astype(np.float32), hr[[0, 2]],
                                                  area_average(hr)[[0, 2]].astype(np.float32), t[3][0].numpy())]
     assert torch.allclose(classical.temporal(*clean, sigma_n2=torch.tensor([0.0])), classical.temporal(*clean))
-    net = small(denoised_temporal=True)
-    assert net.denoised_temporal and not small().denoised_temporal
 
 
 def test_the_still_gate_hands_unchanged_pixels_to_the_temporal_source_and_moving_ones_to_the_blend():
@@ -191,10 +157,13 @@ def test_the_still_gate_hands_unchanged_pixels_to_the_temporal_source_and_moving
         hr[t, :, 32:] = gaussian_filter(rng.random((64, 32)), 1.0) * 0.6 + 0.2
     lq, hq = torch.from_numpy(area_average(hr))[None, :, None], torch.from_numpy(hr[[0, 8]])[None, :, None]
     key_pos, pos = torch.tensor([[0, 8]]), torch.tensor([[4]])
-    nets = {gate: small(still_gate=gate, global_motion=True) for gate in (False, True)}
-    for net in nets.values():  # a blend that takes the upsampled LR frame everywhere
+    nets = {gate: small() for gate in (False, True)}
+    for gate, net in nets.items():  # a blend that takes the upsampled LR frame everywhere; no LR projection
+        net.finish = lambda out, *_: out
         with torch.no_grad():
-            net.blend_logits.bias.copy_(torch.tensor([60.0 if s == 'lr' else 0.0 for s in net.sources]))
+            net.blend.logits.bias.copy_(torch.tensor([60.0 if s == 'lr' else 0.0 for s in net.sources]))
+            if not gate:  # the gate shut everywhere
+                net.still_gate.conv.bias.fill_(-60.0)
     with torch.no_grad():
         out = {gate: net(lq, hq, key_pos, pos, return_aux=True) for gate, net in nets.items()}
     truth = torch.from_numpy(hr[4])
@@ -209,8 +178,6 @@ def test_the_still_gate_hands_unchanged_pixels_to_the_temporal_source_and_moving
     with torch.no_grad():
         shut, aux = nets[True](lq, hq, key_pos, pos, return_aux=True)
     assert torch.allclose(shut[0, 0, 0][8:-8, 8:-8], aux['lr'][0, 0, 0][8:-8, 8:-8], atol=0.02)
-    with pytest.raises(ValueError, match='temporal'):
-        small(still_gate=True, sources=['key0', 'key1', 'bayes'])
 
 
 def test_the_torch_classical_estimates_equal_the_baselines_inside_the_frame():
@@ -236,6 +203,7 @@ def test_the_torch_classical_estimates_equal_the_baselines_inside_the_frame():
 def test_train_validate_fuse_and_evaluate_a_segment_network(reds_root, tmp_path):
     opt = training_options(reds_root, **{'train:total_iter': 2, 'val:val_freq': 2})
     opt['network_g'] = dict(type='PropSTF', num_feat=8, flow_feat=8, num_feat_up=8)
+    opt['model_type'] = 'SegmentSTFModel'
     opt['datasets']['train'].update(segment=True, period_range=[2, 8], num_supervised=2)
     del opt['datasets']['train']['lr_sep']
     opt['train']['warp_opt'] = opt['train']['flow_opt'] = {'type': 'CharbonnierLoss', 'loss_weight': 0.1}
@@ -266,3 +234,28 @@ def test_train_validate_fuse_and_evaluate_a_segment_network(reds_root, tmp_path)
                '--model', f'prop={ckpt}', '--methods', 'bayes,prop', '--period', '4')
     with open(tmp_path / 'eval' / 'metrics.csv') as f:
         assert {r['method'] for r in csv.DictReader(f)} == {'bayes', 'prop'}
+
+
+def test_the_lr_camera_is_fitted_at_the_key_frames_and_a_ghost_is_pulled_onto_the_lr_frame():
+    from xfusion.archs.global_motion import fit_lr_blur
+    from xfusion.camera import lr_camera
+    rng = np.random.default_rng(0)
+    truth = gaussian_filter(rng.random((64, 64)), 2.0).astype(np.float32)
+    truth = (truth - truth.min()) / np.ptp(truth) * 0.6 + 0.2
+    lr = lr_camera(truth, 1.5)  # the LR camera blurs 1.5 HR pixels more than the HR camera
+    as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a, np.float32))[None, None]  # noqa: E731
+    blur, misfit = classical.fit_lr_camera(as_tensor(truth)[:, None], as_tensor(lr)[:, None], fit_lr_blur)
+    assert float(blur[0]) == 1.5 and misfit.shape == (1, 1, 1, 16, 16)
+    assert float(misfit[..., 2:-2, 2:-2].max()) < 1e-5  # the model explains the frame (borders: mirrored there)
+    var = torch.clamp(misfit[:, 0], min=1e-5)  # as the network does: no correction below the model's own misfit
+    kept = classical.project_onto_lr(as_tensor(truth), as_tensor(lr), var, blur)[0, 0].numpy()
+    assert np.abs(kept - truth).max() < 2e-3  # a frame the LR frame agrees with stays as it is
+    ghost = truth.copy()
+    ghost[24:40, 24:40] += 0.25  # key-frame content that the LR frame says has gone
+    pulled = classical.project_onto_lr(as_tensor(ghost), as_tensor(lr), var, blur)[0, 0].numpy()
+    rmse = lambda a: float(np.sqrt(np.mean((a - truth) ** 2)))  # noqa: E731
+    assert rmse(pulled) < 0.4 * rmse(ghost)
+    # under noise, residuals within it are left alone: a consistent frame stays close to what it was
+    noisy = lr + rng.normal(0, 0.01, lr.shape).astype(np.float32)
+    kept = classical.project_onto_lr(as_tensor(truth), as_tensor(noisy), var.clamp(min=1e-4), blur)[0, 0].numpy()
+    assert rmse(kept) < 0.003

@@ -70,6 +70,19 @@ def test_bad_options_are_named_with_a_fix(reds_root, tmp_path, key, value, match
     refused(training_options(reds_root, **{key: value}), tmp_path, match)
 
 
+def test_each_kind_of_network_trains_with_its_own_model_and_retired_options_are_named(reds_root, tmp_path):
+    opt = training_options(reds_root)
+    opt['network_g'] = dict(type='PropSTF', num_feat=8, flow_feat=8, num_feat_up=8)
+    refused(opt, tmp_path, 'model_type: PropSTF is a segment network; train it with model_type: SegmentSTFModel')
+    opt['model_type'] = 'SegmentSTFModel'
+    opt['network_g']['still_gate'] = True  # an option of earlier versions, at the value the network always has
+    check_options(parsed(opt, tmp_path))
+    opt['network_g']['deform_align'] = True
+    refused(opt, tmp_path, 'network_g: PropSTF: deform_align: True is no longer offered')
+    opt = training_options(reds_root, model_type='SegmentSTFModel')
+    refused(opt, tmp_path, 'model_type: EDVRSTF is a window network; train it with model_type: STFModel')
+
+
 def test_bad_frames_are_found_before_training(reds_root, tmp_path):
     root = copy_reds(reds_root, tmp_path)
     clip_lr = root / 'train_sharp_bicubic_gray' / 'X4' / '001'

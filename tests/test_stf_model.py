@@ -54,7 +54,8 @@ def test_configured_loss_and_dcn_lr_mul(tmp_path):
 
 def test_flow_lr_mul_scales_only_the_flow_estimator_and_zero_holds_it(tmp_path):
     opt = model_opt(tmp_path, flow_lr_mul=0.0, flow_opt={'type': 'CharbonnierLoss', 'loss_weight': 1.0})
-    opt['network_g'] = dict(type='PropSTF', num_feat=8, flow_feat=8, num_feat_up=8, global_motion=True)
+    opt['network_g'] = dict(type='PropSTF', num_feat=8, flow_feat=8, num_feat_up=8)
+    opt['model_type'] = 'SegmentSTFModel'
     model = build_model(opt)
     groups = model.optimizer_g.param_groups
     assert [g['lr'] for g in groups] == [1e-3, 0.0]
@@ -75,17 +76,18 @@ def test_flow_lr_mul_scales_only_the_flow_estimator_and_zero_holds_it(tmp_path):
 
 
 def test_lr_mul_gives_named_modules_their_own_multiple(tmp_path):
-    opt = model_opt(tmp_path, lr_mul={'blend_logits': 10, 'conv_last': 10, 'flow': 0.5})
+    opt = model_opt(tmp_path, lr_mul={'blend': 10, 'conv_last': 10, 'flow': 0.5})
     opt['network_g'] = dict(type='PropSTF', num_feat=8, flow_feat=8, num_feat_up=8)
+    opt['model_type'] = 'SegmentSTFModel'
     model = build_model(opt)
     lrs = {g['lr']: {id(p) for p in g['params']} for g in model.optimizer_g.param_groups}
     assert sorted(lrs) == [5e-4, 1e-3, 1e-2]
     net = model.net_g
-    assert lrs[1e-2] == {id(p) for m in (net.blend_logits, net.conv_last) for p in m.parameters()}
+    assert lrs[1e-2] == {id(p) for m in (net.blend, net.conv_last) for p in m.parameters()}
     assert lrs[5e-4] == {id(p) for p in net.flow.parameters()}
     assert sum(len(ids) for ids in lrs.values()) == len(list(net.parameters()))
-    with pytest.raises(ValueError, match=r'lr_mul.blend_logits is 10, but EDVRSTF has no blend_logits module'):
-        build_model(model_opt(tmp_path, lr_mul={'blend_logits': 10}))
+    with pytest.raises(ValueError, match=r'lr_mul.blend is 10, but EDVRSTF has no blend module'):
+        build_model(model_opt(tmp_path, lr_mul={'blend': 10}))
 
 
 def test_tsa_iter_trains_only_the_fusion_module_first(tmp_path):

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from basicsr.archs import build_network
 
+from xfusion.archs.legacy import rename_parameters, upgrade_network_options
 from xfusion.errors import InputError
 from xfusion.options import EFFECTIVE_OPTIONS, load_option_file
 
@@ -38,11 +39,14 @@ def find_option_file(checkpoint: str | Path) -> Path:
 
 
 def network_options(option_file: str | Path) -> dict:
-    """``network_g`` of an option file."""
+    """``network_g`` of an option file, as today's networks take it (``xfusion.archs.legacy``)."""
     opt = load_option_file(option_file)
     if 'network_g' not in opt:
         raise CheckpointError(f'{option_file}: no network_g section')
-    return dict(opt['network_g'])
+    try:
+        return upgrade_network_options(opt['network_g'])
+    except ValueError as error:
+        raise CheckpointError(f'{option_file}: {error}') from None
 
 
 def state_dict_of(checkpoint: str | Path) -> tuple[dict, str]:
@@ -62,7 +66,7 @@ def state_dict_of(checkpoint: str | Path) -> tuple[dict, str]:
         state, key = loaded, 'state dict'
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f'{checkpoint}: not a network checkpoint (expected {{"params": state_dict}})')
-    return {k[7:] if k.startswith('module.') else k: v for k, v in state.items()}, key
+    return rename_parameters({k[7:] if k.startswith('module.') else k: v for k, v in state.items()}), key
 
 
 def check_layout(net: torch.nn.Module, state: dict, checkpoint: str | Path) -> None:
@@ -86,7 +90,10 @@ def load_network(checkpoint: str | Path, option_file: str | Path | None = None,
     option_file = option_file or find_option_file(checkpoint)
     net_opt = {**network_options(option_file), **overrides}
     state, _ = state_dict_of(checkpoint)
-    net = build_network(dict(net_opt))
+    try:
+        net = build_network(dict(net_opt))
+    except (TypeError, ValueError) as error:  # options no network of today takes (xfusion.archs.legacy)
+        raise CheckpointError(f'{option_file}: {error}') from None
     check_layout(net, state, checkpoint)
     net.load_state_dict(state, strict=True)
     return net.to(device).eval(), net_opt

@@ -18,6 +18,7 @@ from os import path as osp
 
 from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
 
+from xfusion.archs.legacy import check_retired_options
 from xfusion.checkpoint import check_layout, state_dict_of
 from xfusion.errors import InputError
 from xfusion.schedule import check_period
@@ -93,9 +94,21 @@ def check_network(opt: dict) -> None:
     if not isinstance(net_opt, dict) or 'type' not in net_opt:
         raise InputError('network_g: give at least its type (e.g. EDVRSTF)')
     check_name(net_opt['type'], ARCH_REGISTRY, 'network_g:type')
-    params = inspect.signature(ARCH_REGISTRY.get(net_opt['type'])).parameters
-    if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
-        check_keys(net_opt, set(params) | {'type'}, 'network_g')
+    network = ARCH_REGISTRY.get(net_opt['type'])
+    params = inspect.signature(network).parameters
+    named = {name for name, p in params.items() if p.kind != p.VAR_KEYWORD}
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):  # options of earlier versions (archs.legacy)
+        try:
+            check_retired_options(net_opt['type'], {k: v for k, v in net_opt.items() if k not in named | {'type'}})
+        except (TypeError, ValueError) as error:
+            raise InputError(f'network_g: {error}') from None
+    else:
+        check_keys(net_opt, named | {'type'}, 'network_g')
+    model_of_kind = {'window': 'STFModel', 'segment': 'SegmentSTFModel'}
+    wanted = model_of_kind[getattr(network, 'kind', 'window')]
+    if opt.get('model_type') in model_of_kind.values() and opt['model_type'] != wanted:
+        raise InputError(f"model_type: {net_opt['type']} is a {network.kind} network; train it with "
+                         f"model_type: {wanted}")
 
 
 def check_training(opt: dict) -> None:
@@ -167,9 +180,9 @@ def check_options(opt: dict, open_data: bool = True) -> None:
         if phase.split('_')[0] not in ('train', 'val', 'test'):
             raise InputError(f"datasets:{phase}: phase must be train, val or test{_closest(phase, ['train', 'val'])}")
         check_dataset(phase, ds, opt)
-        if opt.get('model_type') == 'STFModel' and phase.split('_')[0] != 'train' \
+        if opt.get('model_type') in ('STFModel', 'SegmentSTFModel') and phase.split('_')[0] != 'train' \
                 and ds['type'] != 'STFSequenceTestDataset':
-            raise InputError(f"datasets:{phase}:type: STFModel validates on whole sequences; use "
+            raise InputError(f"datasets:{phase}:type: {opt['model_type']} validates on whole sequences; use "
                              f"STFSequenceTestDataset, not {ds['type']}")
     for name, metric in ((opt.get('val') or {}).get('metrics') or {}).items():
         check_keys(metric, METRIC_KEYS, f'val:metrics:{name}')

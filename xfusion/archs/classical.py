@@ -8,6 +8,10 @@ what the comparison uses. Two differences: local means replicate the border inst
 mirroring it, and everything runs in float32 (autocast is switched off here: covariances of
 intensities near 0.5 do not survive bf16).
 
+The LR camera is here too: ``lr_camera`` (its extra blur, then the 4x4 area average), ``fit_lr_camera`` (that
+blur and what the model leaves unexplained, at the key frames) and ``project_onto_lr``, which pulls an output
+back onto the LR frame recorded at its time (``xfusion.camera.CameraModel.project``, batched).
+
 Shapes: ``y`` (B, 1, h, w) the LR frame at t; ``hq`` (B, 2, H, W) the key frames; ``lq_key`` (B, 2, h, w)
 the LR frames at the key times; ``key_weights`` (B, 2) their temporal closeness.
 """
@@ -17,6 +21,9 @@ import torch
 from torch.nn import functional as F
 
 _IMMERKAER = torch.tensor([[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]])
+QUANTISATION_VARIANCE = 1.0 / (12 * 255 ** 2)  # the noise floor of 8-bit frames: a clean LR frame is not exact
+PROJECT_THRESHOLD = 2.0  # LR residuals within 2 noise sd (3x3 neighbourhood) are noise (as CameraModel.project)
+PROJECT_ITERATIONS = 6  # conjugate-gradient steps (the residual's smooth part converges in a few)
 
 
 def box_mean(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -92,3 +99,75 @@ def temporal(y: torch.Tensor, hq: torch.Tensor, lq_key: torch.Tensor, key_weight
         weight = F.interpolate(weight / weight.sum(dim=1, keepdim=True), scale_factor=scale, mode='bilinear',
                                align_corners=False)
         return (weight * pred).sum(dim=1, keepdim=True)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Separable Gaussian blur of (B, C, H, W) with one sigma per image (B,), in pixels (0: unchanged),
+    borders replicated."""
+    b, c = x.shape[:2]
+    sigma = sigma.to(x).reshape(b, 1).clamp_min(1e-3)
+    radius = max(1, int(torch.ceil(3 * sigma.max()).item()))
+    taps = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)[None]
+    kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
+    kernel = (kernel / kernel.sum(dim=1, keepdim=True)).repeat_interleave(c, dim=0)[:, None]  # (B*C, 1, k)
+    y = x.reshape(1, b * c, *x.shape[-2:])
+    y = F.conv2d(F.pad(y, (radius, radius, 0, 0), mode='replicate'), kernel[:, :, None, :], groups=b * c)
+    y = F.conv2d(F.pad(y, (0, 0, radius, radius), mode='replicate'), kernel[:, :, :, None], groups=b * c)
+    return y.reshape(x.shape)
+
+
+def lr_camera(hr: torch.Tensor, blur_sigma: torch.Tensor, scale: int) -> torch.Tensor:
+    """What the LR camera records of HR frames (B, C, H, W): its extra blur (B,) in HR pixels, then the
+    scale x scale area average (``xfusion.camera.lr_camera``, batched)."""
+    return F.avg_pool2d(gaussian_blur(hr, blur_sigma), scale)
+
+
+def project_onto_lr(hr: torch.Tensor, y: torch.Tensor, sigma_n2: torch.Tensor, blur_sigma: torch.Tensor,
+                    threshold: float = PROJECT_THRESHOLD, iterations: int = PROJECT_ITERATIONS) -> torch.Tensor:
+    """(B, 1, H, W) HR frames pulled back onto the LR frames y (B, 1, h, w) recorded at their times, within
+    the noise (variance sigma_n2, (B,) or per LR pixel (B, 1, h, w)): ``xfusion.camera.CameraModel.project``,
+    batched and differentiable, with the camera's gain 1 and its extra blur ``blur_sigma`` (B,) HR pixels.
+
+    The residual's share beyond the noise (a local Wiener shrinkage: 0 where its 3x3 neighbourhood is
+    within ``threshold`` noise sd) is put back with the smallest smooth correction, by conjugate gradients
+    on the LR grid. Key-frame content that the LR frame contradicts (a ghost where a part has gone) is
+    taken out as far as the LR camera resolves it; a frame consistent with it is left as it is."""
+    with torch.autocast(y.device.type, enabled=False):
+        hr, y = hr.float(), y.float()
+        scale = hr.shape[-1] // y.shape[-1]
+        spread = blur_sigma.clamp_min(1.0)  # no blocky corrections where the LR camera adds no blur
+
+        def back(c):
+            return gaussian_blur(F.interpolate(c, scale_factor=scale, mode='nearest'), spread)
+
+        def forward(c):
+            return lr_camera(back(c), blur_sigma, scale)
+
+        r = y - lr_camera(hr, blur_sigma, scale)
+        var = sigma_n2.float()
+        var = (var if var.dim() == 4 else var.reshape(-1, 1, 1, 1)) + QUANTISATION_VARIANCE
+        local = box_mean(r * r / var, 3)
+        target = r * (1 - threshold ** 2 / local.clamp_min(1e-12)).clamp_min(0)
+        c, res = torch.zeros_like(target), target
+        direction, rho = res, (res * res).sum((1, 2, 3), keepdim=True)
+        for _ in range(iterations):
+            k_dir = forward(direction)
+            alpha = rho / (direction * k_dir).sum((1, 2, 3), keepdim=True).clamp_min(1e-30)
+            c, res = c + alpha * direction, res - alpha * k_dir
+            rho_new = (res * res).sum((1, 2, 3), keepdim=True)
+            direction, rho = res + rho_new / rho.clamp_min(1e-30) * direction, rho_new
+        return hr + back(c)
+
+
+def fit_lr_camera(key: torch.Tensor, lr_at_key: torch.Tensor, fit_blur) -> tuple[torch.Tensor, torch.Tensor]:
+    """The LR camera model at the key frames (B, K, 1, H, W) and the LR frames recorded with them (B, K, 1, h, w):
+    (B,) its extra blur, fitted on the first (``fit_blur(key, lr_at_key)``), and (B, K, 1, h, w) the local
+    mean square of what the model leaves unexplained at each key frame (noise and the model's own error, at
+    edges most): no correction of an output is trusted below it."""
+    with torch.no_grad(), torch.autocast(key.device.type, enabled=False):
+        key, lr_at_key = key.float(), lr_at_key.float()
+        b, k = key.shape[:2]
+        blur_sigma = fit_blur(key[:, 0], lr_at_key[:, 0])
+        predicted = lr_camera(key.flatten(0, 1), blur_sigma.repeat_interleave(k), key.shape[-1] // lr_at_key.shape[-1])
+        misfit = box_mean((lr_at_key.flatten(0, 1) - predicted) ** 2, 3)
+        return blur_sigma, misfit.unflatten(0, (b, k))

@@ -27,8 +27,20 @@ import torch
 from basicsr.archs.arch_util import flow_warp
 from torch.nn import functional as F
 
-CUTOFF = 0.2  # cycles per LR pixel: the Gaussian weight of the phase-only spectrum (chosen on validation)
-LR_BLURS = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)  # HR pixels: the LR camera's extra blurs refine_against_key tries
+# The constants of the motion prior, and how each was chosen:
+# - CUTOFF: the Gaussian weight of the phase-only spectrum, in cycles per LR pixel: it takes out the high
+#   frequencies where shot noise outweighs the content, and gives the correlation peak a shape a parabola fits.
+#   Chosen on the validation sequences of the generator's own mix when the motion prior came in (the values
+#   tried were not recorded); docs/experiments.md, section 1.
+# - STILL_MARGIN: "no motion" unless a shift explains a frame more than 10% better: under shot noise the
+#   estimate for a static sample wanders by tenths of a pixel, which blurs a key frame warped by it. Chosen
+#   as CUTOFF was.
+# - LR_BLURS: the LR camera's extra blurs (HR pixels) that ``as_the_lr_camera_sees`` and ``fit_lr_blur`` try:
+#   0 to 3 covers the synthetic cameras (0.9 to 1.9 relative to the HR camera) and leaves room for wider
+#   optics; ``fuse``'s own camera fit found 1.49 to 1.72 on sequences whose truth was 1.50 to 1.77 (section 9).
+CUTOFF = 0.2
+STILL_MARGIN = 0.1
+LR_BLURS = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
 
 
 def _hann(h: int, w: int, like: torch.Tensor) -> torch.Tensor:
@@ -152,12 +164,27 @@ def refine_against_key(frames: torch.Tensor, key: torch.Tensor, shifts: torch.Te
 def as_the_lr_camera_sees(key: torch.Tensor, lr_at_key: torch.Tensor) -> torch.Tensor:
     """(B, 1, H, W) HR key frames blurred by the LR camera's extra blur (one of ``LR_BLURS``, HR pixels): the one
     whose 4x4 area average best matches the texture of the LR frame recorded at the same time (B, 1, h, w)."""
+    candidates, misfit = _blur_candidates(key, lr_at_key)
+    return candidates[torch.arange(key.shape[0], device=key.device), misfit.argmin(dim=1)]
+
+
+def fit_lr_blur(key: torch.Tensor, lr_at_key: torch.Tensor) -> torch.Tensor:
+    """(B,) the LR camera's extra blur in HR pixels (one of ``LR_BLURS``), fitted as ``as_the_lr_camera_sees``
+    fits it: the HR key frames (B, 1, H, W) against the LR frames recorded at the same times (B, 1, h, w)."""
+    with torch.no_grad(), torch.autocast(key.device.type, enabled=False):
+        _, misfit = _blur_candidates(key.float(), lr_at_key.float())
+        return torch.tensor(LR_BLURS, device=key.device)[misfit.argmin(dim=1)]
+
+
+def _blur_candidates(key: torch.Tensor, lr_at_key: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The key frames blurred by each of ``LR_BLURS`` (B, S, 1, H, W), and (B, S) how far the 4x4 area average
+    of each is from the texture of the LR frame (borders left out)."""
     scale = key.shape[-1] // lr_at_key.shape[-1]
     candidates = torch.stack([_gaussian_blur(key, sigma) for sigma in LR_BLURS], 1)  # (B, S, 1, H, W)
     b, s = candidates.shape[:2]
     pooled = _high_pass(F.avg_pool2d(candidates.flatten(0, 1), scale)).unflatten(0, (b, s))
-    misfit = ((pooled - _high_pass(lr_at_key)[:, None]) ** 2)[..., 2:-2, 2:-2].mean((2, 3, 4))  # borders out
-    return candidates[torch.arange(b, device=key.device), misfit.argmin(dim=1)]
+    misfit = ((pooled - _high_pass(lr_at_key)[:, None]) ** 2)[..., 2:-2, 2:-2].mean((2, 3, 4))
+    return candidates, misfit
 
 
 def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -1,43 +1,41 @@
 """PropSTF: key-frame propagation, a segment network (the protocol of ``stf_base``, kind 'segment').
 
-It reads every LR frame of a segment, the key frames at their positions in it (two at the ends, one
-at the ends of a sequence, none for the LR-only variant), and gives the HR frame of every position.
+It reads every LR frame of a segment and the key frames at their positions in it (two at the ends, one
+at the ends of a sequence), and gives the HR frame of every position. What it does, in order:
 
-1. **Motion from the LR stream.** At a very high frame rate the scene moves little between two LR
-   frames, so a small flow network (``FlowEstimator``: SpyNet's coarse-to-fine layout, far smaller,
-   trained here from scratch) estimates the flow between consecutive LR frames, in both directions.
-   Composed step by step, the flows map every position to the key frame before it and to the one
-   after it. With ``global_motion``, the flow starts at the translation of the whole frame, measured
-   classically against the key frames (``global_motion.py``): the sample moving 2-4 px per frame
-   is what a flow network trained for minutes does not learn. With ``refine_at_hr`` the shifts are
-   refined against the HR key frames seen through the LR camera: a tenth of an LR pixel of error
-   misplaces key-frame detail by 0.4 HR pixels.
+1. **Motion.** The whole frame's translation is measured classically against the key frames
+   (``global_motion``: the sample moving 2-4 px per frame is what a flow network trained for minutes does
+   not learn), made sub-pixel against the HR key frames seen through the LR camera; a small flow network
+   (``FlowEstimator``, SpyNet's coarse-to-fine layout, trained from scratch) starts there and estimates
+   the local motion between consecutive LR frames, both ways. Composed step by step, the flows map every
+   position to the key frame before it and to the one after it.
 2. **Bidirectional propagation** (after BasicVSR): a forward branch runs from the first frame to the
    last, a backward branch the other way; at each step the hidden features of the previous step are
-   warped along the flow and fused with the LR frame's features. At a key frame's position the
-   branch takes the key frame's features instead (NeuriCam's key-frame injection), so key-frame
-   content is carried to every position, and lost where the LR stream says it changed.
-3. **A base that reuses key-frame content where it is still valid.** Each position's output is a
-   per-pixel blend of *sources* plus a learned residual: the two key frames warped to t along the
-   composed flows (sharp wherever the motion is right and nothing was occluded), the classical
-   Bayesian estimate from the raw key frames and from the warped ones, the temporal-change estimate,
-   and the upsampled LR frame. The blend is predicted on the LR grid from the propagated features and
-   from each source's disagreement with the LR frame at t (its 4x4 area average against the frame the
-   LR camera recorded). At the start it is the Bayesian estimate: the network begins where classical
-   fusion is, and learns where to do better.
-4. **A still gate** (``still_gate``). Every source but the warped key frames agrees with the LR frame
-   by construction, so the disagreement cannot say where the temporal source (the key frame plus the
-   upsampled LR change: exact where nothing changed) is the one to take, and the propagated features,
-   trained on scenes that mostly move, favour the warped key frames also where the sample stands still
-   (there a warp off by a tenth of an LR pixel costs 10 dB). The gate reads evidence only (how much the
-   LR frame changed since the key frames beyond the noise, the disagreements, how far the whole frame
-   moved) and hands the pixel to the temporal source where nothing moved.
+   warped along the flow and fused with the LR frame's features. At a key frame's position the branch
+   takes the key frame's features instead (NeuriCam's key-frame injection), so key-frame content is
+   carried to every position, and lost where the LR stream says it changed.
+3. **A base that reuses key-frame content where it is still valid** (``blend.SourceBlend``): a per-pixel
+   blend of the two key frames warped to t along the composed flows, the classical Bayesian estimate
+   from the raw key frames and from the warped ones, the temporal-change estimate (its LR change
+   Wiener-shrunk by the estimated noise: the key frame where only noise changed) and the upsampled LR
+   frame, predicted from the propagated features and from each source's disagreement with the LR frame
+   at t. At the start it is the Bayesian estimate: the network begins where classical fusion is.
+   A still gate (``blend.StillGate``) hands the pixels where nothing changed or moved to the temporal
+   source. A learned residual is added.
+4. **Consistency with the LR frame at t** (``classical.project_onto_lr``): what the output still
+   contradicts in the LR frame recorded at its time, beyond the noise and beyond what the camera model
+   leaves unexplained at the key frames, is put back, with the LR camera's blur fitted at the key frames.
+   Key-frame content where the LR camera says it has gone (a ghost) does not survive this, as far as
+   the LR camera resolves it.
+
+Every choice was measured on the validation families over several training seeds (docs/experiments.md).
+``PropVSR`` (``propvsr_arch.py``) is the LR-only variant: the same propagation without key frames.
 
 ``forward(lq, hq, key_pos, out_pos)``: ``lq`` (B, N, C, h, w) the segment's LR frames, ``hq`` (B, K, C,
 4h, 4w) its key frames, ``key_pos`` (B, K) their positions in the segment, ``out_pos`` (B, M) the positions
 wanted -> (B, M, C, 4h, 4w). ``propagate`` (once per segment) and ``decode`` (any positions, in
 batches) are the two stages sequence inference uses, so memory grows with the segment, not the
-sequence. With ``num_frame_hi: 0`` it is the LR-only video super-resolution baseline.
+sequence.
 """
 from __future__ import annotations
 
@@ -51,17 +49,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from xfusion.archs import classical
-from xfusion.archs.deform_conv import deform_conv2d
-from xfusion.archs.global_motion import refine_against_key, shifts_to_reference
+from xfusion.archs.blend import SourceBlend, StillGate
+from xfusion.archs.global_motion import STILL_MARGIN, fit_lr_blur, refine_against_key, shifts_to_reference
+from xfusion.archs.legacy import check_retired_options
 from xfusion.archs.stf_base import STFNetwork
 
 SOURCES = ('key0', 'key1', 'bayes', 'bayes_warped', 'temporal', 'lr')
-SOURCE_BIAS = {'bayes': 3.0, 'bayes_warped': 0.0, 'key0': -1.0, 'key1': -1.0, 'temporal': 0.0, 'lr': -2.0}
-DISAGREEMENT_GAIN = 40.0  # initial logit drop per unit of a source's disagreement with the LR frame
-STILL_MARGIN = 0.1  # no motion unless a shift explains a frame >10% better (chosen on the validation sequences)
-# still_gate: initial logit of the gate, and its drop per unit of LR change beyond the noise and per LR pixel
-# of whole-frame motion since the nearer key frame
-STILL_GATE_BIAS, STILL_GATE_CHANGE_GAIN, STILL_GATE_SHIFT_GAIN = 4.0, 300.0, 8.0
 
 
 class FlowEstimator(nn.Module):
@@ -102,37 +95,6 @@ class FlowEstimator(nn.Module):
         return flow
 
 
-class FlowGuidedAlign(nn.Module):
-    """BasicVSR++'s flow-guided deformable alignment, first order: the hidden features of the step before are
-    sampled by a modulated deformable convolution whose offsets are the flow plus a learned residual (at most
-    ``max_residue`` LR pixels), read from the flow-warped features, the frame's features and the flow.
-
-    It starts as the flow warp itself (residual offsets zero, the kernel a centred identity scaled for the
-    initial mask of 0.5): the learned offsets can then reach motion the flow network misses (fast local
-    parts), per kernel tap and offset group."""
-
-    def __init__(self, num_feat: int, groups: int = 4, max_residue: float = 5.0):
-        super().__init__()
-        self.groups, self.max_residue = groups, max_residue
-        self.conv_offset = nn.Sequential(nn.Conv2d(2 * num_feat + 2, num_feat, 3, 1, 1), nn.LeakyReLU(0.1, True),
-                                         nn.Conv2d(num_feat, num_feat, 3, 1, 1), nn.LeakyReLU(0.1, True),
-                                         nn.Conv2d(num_feat, 3 * 9 * groups, 3, 1, 1))  # y, x, mask per tap
-        nn.init.zeros_(self.conv_offset[-1].weight)
-        nn.init.zeros_(self.conv_offset[-1].bias)
-        self.weight = nn.Parameter(torch.zeros(num_feat, num_feat, 3, 3))
-        self.bias = nn.Parameter(torch.zeros(num_feat))
-        with torch.no_grad():
-            self.weight[:, :, 1, 1] = 2 * torch.eye(num_feat)
-
-    def forward(self, hidden: torch.Tensor, warped: torch.Tensor, feat: torch.Tensor,
-                flow: torch.Tensor) -> torch.Tensor:
-        """hidden (B, C, h, w) at the step before, warped: it warped along flow (B, 2, h, w), feat: this frame's."""
-        o1, o2, mask = torch.chunk(self.conv_offset(torch.cat([warped, feat, flow], 1)), 3, dim=1)
-        # torchvision's offsets are (y, x) per tap; the flow is (x, y)
-        offset = self.max_residue * torch.tanh(torch.cat([o1, o2], 1)) + flow.flip(1).repeat(1, 9 * self.groups, 1, 1)
-        return deform_conv2d(hidden, offset, torch.sigmoid(mask), self.weight, self.bias)
-
-
 @dataclass
 class SegmentState:
     """What ``propagate`` computes once per segment and ``decode`` reads for any positions.
@@ -153,6 +115,10 @@ class SegmentState:
     next_key: torch.Tensor
     step_flows: torch.Tensor | None
     sample_motion: torch.Tensor | None = None  # (B, N) LR pixels the whole frame moved since the nearer key frame
+    # the LR camera at the key frames: (B,) its extra blur in HR pixels, and (B, K, 1, h, w) what that model
+    # leaves unexplained at each key frame (``classical.fit_lr_camera``)
+    lr_blur: torch.Tensor | None = None
+    lr_misfit: torch.Tensor | None = None
 
 
 def _gather(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
@@ -160,74 +126,18 @@ def _gather(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
     return x[torch.arange(x.shape[0], device=x.device)[:, None], pos]
 
 
-@ARCH_REGISTRY.register()
-class PropSTF(STFNetwork):
-    """Key-frame propagation network (see the module docstring).
-
-    Args:
-        num_in_ch, num_out_ch: image channels (1).
-        num_feat: feature channels on the LR grid. num_block: residual blocks of each propagation step.
-        num_block_decode: residual blocks of the per-position decoder.
-        num_frame_hi: 2 (key frames) or 0 (the LR-only variant: no key frames, the upsampled LR frame as base).
-        flow_feat, flow_levels: width and pyramid levels of the flow network.
-        num_feat_up: channels of the x4 decoder at HR resolution.
-        hr_encoder: 'unshuffle' | 'pool' (STFNetwork.add_hr_encoder).
-        sources: what the base blends (a subset of SOURCES; the LR-only variant uses 'lr' alone).
-        context: LR frames read beyond each end of a segment (they help the LR-only variant).
-        global_motion: start the flows between neighbours at the translation of the whole frame, measured
-            classically (``global_motion.shifts_to_reference``); the flow network learns the local motion on top.
-        denoised_temporal: the temporal source's LR change Wiener-shrunk by the estimated LR noise
-            (``classical.temporal(sigma_n2=...)``): under shot noise it is the key frame where nothing moved.
-        still_gate: the temporal source where neither the LR frame changed nor the sample moved (item 4 of
-            the module docstring); with ``global_motion``, the gate also reads the whole frame's motion.
-        refine_at_hr: with ``global_motion``, each frame's shift made sub-pixel against the HR key frame itself
-            (``global_motion.refine_against_key``) rather than against its 4x4 average.
-        deform_align: each propagation step aligns the hidden features by flow-guided deformable convolution
-            (``FlowGuidedAlign``, after BasicVSR++) instead of the flow warp alone.
-    """
+class PropagationNetwork(STFNetwork):
+    """What PropSTF and its LR-only variant PropVSR share: the flow network, the two propagation branches,
+    the per-position decoder and the x4 decoder; the subclasses give the motion the flows start from, the
+    base image and the last step (``initial_motion``, ``base_image``, ``finish``)."""
     kind = 'segment'
+    context = 0  # LR frames read beyond each end of a segment
 
-    def __init__(self,
-                 num_in_ch: int = 1,
-                 num_out_ch: int = 1,
-                 num_feat: int = 32,
-                 num_block: int = 2,
-                 num_block_decode: int = 1,
-                 num_frame_hi: int = 2,
-                 flow_feat: int = 24,
-                 flow_levels: int = 2,
-                 num_feat_up: int = 16,
-                 hr_encoder: str = 'unshuffle',
-                 sources: list[str] | tuple[str, ...] = SOURCES,
-                 context: int = 0,
-                 global_motion: bool = False,
-                 denoised_temporal: bool = False,
-                 still_gate: bool = False,
-                 refine_at_hr: bool = False,
-                 deform_align: bool = False):
+    def __init__(self, num_in_ch: int, num_out_ch: int, num_feat: int, num_block: int, num_block_decode: int,
+                 num_frame_hi: int, flow_feat: int, flow_levels: int, num_feat_up: int):
         super().__init__(num_frame=1, num_frame_hi=num_frame_hi, center_frame_idx=0)
-        if num_frame_hi not in (0, 2):
-            raise ValueError(f'num_frame_hi must be 2 (key frames at both ends) or 0 (LR-only), got {num_frame_hi}')
-        self.sources = tuple(sources) if self.uses_keys else ('lr',)
-        unknown = [s for s in self.sources if s not in SOURCES]
-        if unknown or not self.sources:
-            raise ValueError(f'sources must be a non-empty subset of {SOURCES}, got {list(sources)}')
-        self.context = context
-        self.global_motion = global_motion
-        self.refine_at_hr = refine_at_hr
-        self.denoised_temporal = denoised_temporal
-        if still_gate and 'temporal' not in self.sources:
-            raise ValueError('still_gate hands pixels to the temporal source: it needs temporal among the sources')
-        self.use_still_gate = still_gate
         self.flow = FlowEstimator(flow_feat, flow_levels)
         self.feat_extract = ConvResidualBlocks(num_in_ch, num_feat, 1)
-        if self.uses_keys:
-            self.add_hr_encoder(hr_encoder, num_in_ch, num_feat)
-            self.forward_inject = nn.Conv2d(2 * num_feat, num_feat, 3, 1, 1)
-            self.backward_inject = nn.Conv2d(2 * num_feat, num_feat, 3, 1, 1)
-        self.deform_align = deform_align
-        if deform_align:
-            self.forward_align, self.backward_align = FlowGuidedAlign(num_feat), FlowGuidedAlign(num_feat)
         self.forward_trunk = ConvResidualBlocks(2 * num_feat, num_feat, num_block)
         self.backward_trunk = ConvResidualBlocks(2 * num_feat, num_feat, num_block)
         self.fusion = nn.Conv2d(3 * num_feat, num_feat, 3, 1, 1)
@@ -235,21 +145,6 @@ class PropSTF(STFNetwork):
         self.add_x4_decoder(num_feat, num_out_ch, num_feat_up)
         nn.init.zeros_(self.conv_last.weight)  # the residual starts at zero: the output starts as the base
         nn.init.zeros_(self.conv_last.bias)
-        if len(self.sources) > 1:
-            n = len(self.sources)
-            self.blend_logits = nn.Conv2d(num_feat + n, n, 3, 1, 1)
-            nn.init.zeros_(self.blend_logits.weight)
-            with torch.no_grad():
-                self.blend_logits.bias.copy_(torch.tensor([SOURCE_BIAS[s] for s in self.sources]))
-                for i in range(n):
-                    self.blend_logits.weight[i, num_feat + i, 1, 1] = -DISAGREEMENT_GAIN
-        if still_gate:  # reads the sources' disagreements and the LR change
-            n = len(self.sources)
-            self.still_gate = nn.Conv2d(n + 1, 1, 3, 1, 1)
-            nn.init.zeros_(self.still_gate.weight)
-            with torch.no_grad():
-                self.still_gate.bias.fill_(STILL_GATE_BIAS)
-                self.still_gate.weight[0, n, 1, 1] = -STILL_GATE_CHANGE_GAIN
 
     # ---- the segment protocol -------------------------------------------------------------------
     def forward(self, lq: torch.Tensor, hq: torch.Tensor | None = None, key_pos: torch.Tensor | None = None,
@@ -259,8 +154,8 @@ class PropSTF(STFNetwork):
 
         ``return_aux``: also what training losses read, {source name: (B, M, C, 4h, 4w) image, 'flows':
         (B, N-1, 2, h, w) the flow from each position to the one before, in LR pixels}. ``motion``: the
-        whole-frame motion the flows start from, as ``global_steps`` gives it (measured when None), so that a
-        measurement can give another one (the true motion of a synthetic sequence) in its place.
+        whole-frame motion the flows start from, as ``PropSTF.global_steps`` gives it (measured when None), so
+        that a measurement can give another one (the true motion of a synthetic sequence) in its place.
         """
         if out_pos is None:
             out_pos = torch.arange(lq.shape[1], device=lq.device).expand(lq.shape[0], -1)
@@ -276,56 +171,27 @@ class PropSTF(STFNetwork):
         return flow_warp(img, flow.permute(0, 2, 3, 1), padding_mode='border')
 
     def check_segment(self, lq: torch.Tensor, hq: torch.Tensor | None, key_pos: torch.Tensor | None) -> None:
-        b, n, _, h, w = lq.shape
-        if self.uses_keys:
-            if hq is None or key_pos is None or hq.shape[1] == 0:
-                raise ValueError('PropSTF with key frames needs hq and key_pos (at least one key frame)')
-            if hq.shape[-2:] != (h * self.scale, w * self.scale):
-                raise ValueError(f'key frames must be {self.scale}x the LR size {h}x{w}, got {tuple(hq.shape[-2:])}')
-            if key_pos.shape != hq.shape[:2] or key_pos.min() < 0 or key_pos.max() >= n:
-                raise ValueError(f'key_pos must give a position in 0..{n - 1} for each of the {hq.shape[1]} key frames')
+        """Clear errors for key frames that do not fit the segment (the LR-only variant reads none)."""
 
-    def global_steps(self, lq: torch.Tensor, hq: torch.Tensor | None,
-                     key_pos: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(B*(N-1), 2) twice: the translation from each position to the one after it, and back, for the
-        forward branch measured against the first key frame, for the backward branch against the last
-        (at the LR camera's resolution: clean, unlike an LR frame); the first LR frame without key frames.
-        Each frame is measured directly against the reference, not chained: the steps between neighbours
-        are differences of these, so they sum to the shift between any two positions without
-        accumulating each step's error. Third, (B, N): how far each position moved since the nearer key frame."""
-        if self.uses_keys:
-            # one key frame (a sequence's end): both branches alike
-            ends = (0,) if torch.equal(key_pos[:, 0], key_pos[:, -1]) else (0, -1)
-            shifts = [shifts_to_reference(lq, F.avg_pool2d(hq[:, j], self.scale), key_pos[:, j], STILL_MARGIN)
-                      for j in ends]
-            if self.refine_at_hr:
-                shifts = [refine_against_key(lq, hq[:, j], s, key_pos[:, j]) for j, s in zip(ends, shifts)]
-            forward, backward = shifts[0], shifts[-1]
-        else:
-            forward = backward = shifts_to_reference(lq, lq[:, 0], lq.new_zeros(lq.shape[0], dtype=torch.long),
-                                                     STILL_MARGIN)
-        rows = torch.arange(lq.shape[0], device=lq.device)
-        ref0 = key_pos[:, 0] if self.uses_keys else torch.zeros_like(rows)
-        ref1 = key_pos[:, -1] if self.uses_keys else ref0
-        moved = torch.minimum((forward - forward[rows, ref0][:, None]).norm(dim=2),
-                              (backward - backward[rows, ref1][:, None]).norm(dim=2))
-        # warp(frame i, g[i+1] - g[i]) ~ frame i+1
-        return ((forward[:, 1:] - forward[:, :-1]).flatten(0, 1), (backward[:, :-1] - backward[:, 1:]).flatten(0, 1),
-                moved)
+    def initial_motion(self, lq: torch.Tensor, hq: torch.Tensor | None,
+                       key_pos: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """The whole-frame motion the flows start from, as ``PropSTF.global_steps`` gives it; None: from zero."""
+        return None
 
     def propagate(self, lq: torch.Tensor, hq: torch.Tensor | None, key_pos: torch.Tensor | None,
                   motion: tuple | None = None) -> SegmentState:
         """Features, flows and both propagation branches of a segment (see SegmentState); ``motion``: the
-        whole-frame motion as ``global_steps`` gives it, measured here when None."""
+        whole-frame motion as ``initial_motion`` gives it, measured here when None."""
         self.check_segment(lq, hq, key_pos)
         b, n, c, h, w = lq.shape
         feats = self.feat_extract(lq.flatten(0, 1)).unflatten(0, (b, n))
         sample_motion = None
         if n > 1:  # flows between neighbours, both directions, all pairs at once
             cur, prev = lq[:, 1:].flatten(0, 1), lq[:, :-1].flatten(0, 1)
+            motion = self.initial_motion(lq, hq, key_pos) if motion is None else motion
             init = None
-            if self.global_motion:
-                *steps, sample_motion = self.global_steps(lq, hq, key_pos) if motion is None else motion
+            if motion is not None:
+                *steps, sample_motion = motion
                 init = torch.cat(steps)
             # one call for both directions: position i+1 -> i, then i -> i+1
             to_prev, to_next = self.flow(torch.cat([cur, prev]), torch.cat([prev, cur]), init).chunk(2)
@@ -338,14 +204,13 @@ class PropSTF(STFNetwork):
 
         frame_feats = feats.unbind(1)  # one unbind, not a select per step: its backward is one stack, not N
 
-        def branch(order, flows, trunk, inject, align):
+        def branch(order, flows, trunk, inject):
             hidden, flow_to_key, key_index = feats.new_zeros(b, feats.shape[2], h, w), None, no_key
             out_h, out_flow, out_key = [None] * n, [None] * n, [None] * n
             for step, i in enumerate(order):
                 if step:
                     flow = flows[i].permute(0, 2, 3, 1)
-                    warped = flow_warp(hidden, flow, padding_mode='border')
-                    hidden = warped if align is None else align(hidden, warped, frame_feats[i], flows[i])
+                    hidden = flow_warp(hidden, flow, padding_mode='border')
                     flow_to_key = flows[i] + flow_warp(flow_to_key, flow, padding_mode='border')
                 else:
                     flow_to_key = lq.new_zeros(b, 2, h, w)
@@ -369,10 +234,8 @@ class PropSTF(STFNetwork):
         bwd_flows = {i: to_next[i] for i in range(n - 1)}  # for position i: flow i -> i+1
         inject_f = self.forward_inject if self.uses_keys else None
         inject_b = self.backward_inject if self.uses_keys else None
-        align_f = self.forward_align if self.deform_align else None
-        align_b = self.backward_align if self.deform_align else None
-        fwd, flow_prev, prev_key = branch(range(n), fwd_flows, self.forward_trunk, inject_f, align_f)
-        bwd, flow_next, next_key = branch(range(n - 1, -1, -1), bwd_flows, self.backward_trunk, inject_b, align_b)
+        fwd, flow_prev, prev_key = branch(range(n), fwd_flows, self.forward_trunk, inject_f)
+        bwd, flow_next, next_key = branch(range(n - 1, -1, -1), bwd_flows, self.backward_trunk, inject_b)
         step_flows = torch.stack(to_prev, 1) if n > 1 else None
         return SegmentState(lq, hq, key_pos, feats, fwd, bwd, flow_prev, flow_next, prev_key, next_key, step_flows,
                             sample_motion)
@@ -384,38 +247,119 @@ class PropSTF(STFNetwork):
         x = torch.cat([_gather(state.forward_feats, out_pos), _gather(state.backward_feats, out_pos),
                        _gather(state.feats, out_pos)], 2).flatten(0, 1)
         feat = self.decoder(self.lrelu(self.fusion(x)))
-        sources, change = self.source_images(state, out_pos, lq_t)
-        if len(sources) == 1:
-            base = next(iter(sources.values()))
-        else:
-            stacked = torch.stack(list(sources.values()), 1)  # (BM, S, C, H, W)
-            disagreement = torch.cat([_disagreement(img, lq_t, self.scale) for img in sources.values()], 1)
-            weights = torch.softmax(self.blend_logits(torch.cat([feat, disagreement], 1)), dim=1)
-            weights = F.interpolate(weights, scale_factor=self.scale, mode='bilinear', align_corners=False)
-            base = (weights.unsqueeze(2) * stacked).sum(dim=1)
-            if self.use_still_gate:
-                logit = self.still_gate(torch.cat([disagreement, change], 1))
-                if state.sample_motion is not None:
-                    moved = _gather(state.sample_motion, out_pos).flatten()
-                    logit = logit - STILL_GATE_SHIFT_GAIN * moved[:, None, None, None]
-                gate = F.interpolate(torch.sigmoid(logit), scale_factor=self.scale, mode='bilinear',
-                                     align_corners=False)
-                base = gate * sources['temporal'] + (1 - gate) * base
-        out = (base + self.upsample_x4(feat)).unflatten(0, (b, m))
+        base, sources, evidence = self.base_image(state, out_pos, lq_t, feat)
+        out = self.finish(base + self.upsample_x4(feat), state, out_pos, lq_t, evidence).unflatten(0, (b, m))
         return (out, {k: v.unflatten(0, (b, m)) for k, v in sources.items()}) if return_sources else out
 
+    def base_image(self, state: SegmentState, out_pos: torch.Tensor, lq_t: torch.Tensor,
+                   feat: torch.Tensor) -> tuple[torch.Tensor, dict, dict]:
+        """(BM, C, 4h, 4w) the image the residual is added to, {name: (BM, C, 4h, 4w)} the sources it was made
+        from, and what ``finish`` reads."""
+        raise NotImplementedError
+
+    def finish(self, out: torch.Tensor, state: SegmentState, out_pos: torch.Tensor, lq_t: torch.Tensor,
+               evidence: dict) -> torch.Tensor:
+        """The last step on the output (BM, C, 4h, 4w); none by default."""
+        return out
+
+
+@ARCH_REGISTRY.register()
+class PropSTF(PropagationNetwork):
+    """Key-frame propagation network (see the module docstring).
+
+    Args:
+        num_in_ch, num_out_ch: image channels (1).
+        num_feat: feature channels on the LR grid. num_block: residual blocks of each propagation step.
+        num_block_decode: residual blocks of the per-position decoder.
+        flow_feat, flow_levels: width and pyramid levels of the flow network.
+        num_feat_up: channels of the x4 decoder at HR resolution.
+        hr_encoder: 'unshuffle' | 'pool' (STFNetwork.add_hr_encoder).
+        retired: options of earlier versions (``legacy.RETIRED_OPTIONS``), accepted at the value the network
+            now always has.
+    """
+
+    def __init__(self,
+                 num_in_ch: int = 1,
+                 num_out_ch: int = 1,
+                 num_feat: int = 32,
+                 num_block: int = 2,
+                 num_block_decode: int = 1,
+                 flow_feat: int = 24,
+                 flow_levels: int = 2,
+                 num_feat_up: int = 16,
+                 hr_encoder: str = 'unshuffle',
+                 **retired):
+        check_retired_options('PropSTF', retired)
+        super().__init__(num_in_ch, num_out_ch, num_feat, num_block, num_block_decode, 2, flow_feat, flow_levels,
+                         num_feat_up)
+        self.sources = SOURCES
+        self.add_hr_encoder(hr_encoder, num_in_ch, num_feat)
+        self.forward_inject = nn.Conv2d(2 * num_feat, num_feat, 3, 1, 1)
+        self.backward_inject = nn.Conv2d(2 * num_feat, num_feat, 3, 1, 1)
+        self.blend = SourceBlend(num_feat, SOURCES)
+        self.still_gate = StillGate(len(SOURCES))
+
+    def check_segment(self, lq: torch.Tensor, hq: torch.Tensor | None, key_pos: torch.Tensor | None) -> None:
+        b, n, _, h, w = lq.shape
+        if hq is None or key_pos is None or hq.shape[1] == 0:
+            raise ValueError('PropSTF needs hq and key_pos (at least one key frame)')
+        if hq.shape[-2:] != (h * self.scale, w * self.scale):
+            raise ValueError(f'key frames must be {self.scale}x the LR size {h}x{w}, got {tuple(hq.shape[-2:])}')
+        if key_pos.shape != hq.shape[:2] or key_pos.min() < 0 or key_pos.max() >= n:
+            raise ValueError(f'key_pos must give a position in 0..{n - 1} for each of the {hq.shape[1]} key frames')
+
+    def initial_motion(self, lq, hq, key_pos):
+        return self.global_steps(lq, hq, key_pos)
+
+    def propagate(self, lq, hq, key_pos, motion=None):
+        state = super().propagate(lq, hq, key_pos, motion)
+        rows = torch.arange(lq.shape[0], device=lq.device)
+        state.lr_blur, state.lr_misfit = classical.fit_lr_camera(hq, lq[rows[:, None], key_pos], fit_lr_blur)
+        return state
+
+    def global_steps(self, lq: torch.Tensor, hq: torch.Tensor,
+                     key_pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B*(N-1), 2) twice: the translation from each position to the one after it, and back, for the
+        forward branch measured against the first key frame, for the backward branch against the last
+        (at the LR camera's resolution: clean, unlike an LR frame), then refined against the HR key frame.
+        Each frame is measured directly against the reference, not chained: the steps between neighbours
+        are differences of these, so they sum to the shift between any two positions without
+        accumulating each step's error. Third, (B, N): how far each position moved since the nearer key frame."""
+        # one key frame (a sequence's end): both branches alike
+        ends = (0,) if torch.equal(key_pos[:, 0], key_pos[:, -1]) else (0, -1)
+        shifts = [refine_against_key(lq, hq[:, j], shifts_to_reference(lq, F.avg_pool2d(hq[:, j], self.scale),
+                                                                       key_pos[:, j], STILL_MARGIN), key_pos[:, j])
+                  for j in ends]
+        forward, backward = shifts[0], shifts[-1]
+        rows = torch.arange(lq.shape[0], device=lq.device)
+        moved = torch.minimum((forward - forward[rows, key_pos[:, 0]][:, None]).norm(dim=2),
+                              (backward - backward[rows, key_pos[:, -1]][:, None]).norm(dim=2))
+        # warp(frame i, g[i+1] - g[i]) ~ frame i+1
+        return ((forward[:, 1:] - forward[:, :-1]).flatten(0, 1), (backward[:, :-1] - backward[:, 1:]).flatten(0, 1),
+                moved)
+
+    @staticmethod
+    def bracketing_keys(state: SegmentState, out_pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, M) twice: the key frame before each position and the one after (indices into the K key
+        frames); where one is missing, the other one twice."""
+        prev_key, next_key = _gather(state.prev_key, out_pos), _gather(state.next_key, out_pos)
+        return torch.where(prev_key >= 0, prev_key, next_key), torch.where(next_key >= 0, next_key, prev_key)
+
+    def base_image(self, state, out_pos, lq_t, feat):
+        sources, change, sigma_n2 = self.source_images(state, out_pos, lq_t)
+        base, disagreements = self.blend(feat, torch.stack(list(sources.values()), 1), lq_t)
+        moved = (_gather(state.sample_motion, out_pos).flatten() if state.sample_motion is not None
+                 else lq_t.new_zeros(lq_t.shape[0]))
+        base = self.still_gate(base, sources['temporal'], disagreements, change, moved)
+        return base, sources, {'sigma_n2': sigma_n2}
+
     def source_images(self, state: SegmentState, out_pos: torch.Tensor,
-                      lq_t: torch.Tensor) -> tuple[dict, torch.Tensor | None]:
-        """The images the base blends, each (BM, C, 4h, 4w), and for the still gate the LR change since
-        the key frames (``_unexplained_change``; None without the gate)."""
-        up = F.interpolate(lq_t, scale_factor=self.scale, mode='bicubic', align_corners=False)
-        if not self.uses_keys:
-            return {'lr': up}, None
+                      lq_t: torch.Tensor) -> tuple[dict, torch.Tensor, torch.Tensor]:
+        """The images the base blends, each (BM, C, 4h, 4w); for the still gate, the LR change since the key
+        frames beyond the noise (``_unexplained_change``, (BM, 1, h, w)); (BM,) the LR noise variance."""
         b, m = out_pos.shape
-        prev_key, next_key = _gather(state.prev_key, out_pos), _gather(state.next_key, out_pos)  # (B, M)
-        has_prev, has_next = prev_key >= 0, next_key >= 0
-        j0 = torch.where(has_prev, prev_key, next_key)  # a missing key frame: the other one twice
-        j1 = torch.where(has_next, next_key, prev_key)
+        j0, j1 = self.bracketing_keys(state, out_pos)
+        has_prev, has_next = _gather(state.prev_key, out_pos) >= 0, _gather(state.next_key, out_pos) >= 0
         flow_prev, flow_next = _gather(state.flow_to_prev, out_pos), _gather(state.flow_to_next, out_pos)
         flow0 = torch.where(has_prev[..., None, None, None], flow_prev, flow_next).flatten(0, 1)
         flow1 = torch.where(has_next[..., None, None, None], flow_next, flow_prev).flatten(0, 1)
@@ -425,27 +369,26 @@ class PropSTF(STFNetwork):
         w1 = torch.where(k1 > k0, (out_pos - k0).float() / span, torch.zeros_like(span)).clamp(0, 1)
         weights = torch.stack([1 - w1, w1], -1).flatten(0, 1)  # (BM, 2)
         lq_keys = torch.cat([_gather(state.lq, k0).flatten(0, 1), _gather(state.lq, k1).flatten(0, 1)], 1)
-        sigma_n2 = classical.noise_variance(lq_t, lq_keys)  # from the recorded frames, for both Bayesian sources
-        out = {}
-        if set(self.sources) & {'key0', 'key1', 'bayes_warped'}:
-            warped0, warped1 = _warp_hr(hr0, flow0, self.scale), _warp_hr(hr1, flow1, self.scale)
-        for name in self.sources:
-            if name == 'key0':
-                out[name] = warped0
-            elif name == 'key1':
-                out[name] = warped1
-            elif name == 'bayes':
-                out[name] = classical.bayes(lq_t, torch.cat([hr0, hr1], 1), lq_keys, weights, sigma_n2)
-            elif name == 'bayes_warped':
-                warped = torch.cat([warped0, warped1], 1)
-                out[name] = classical.bayes(lq_t, warped, F.avg_pool2d(warped, self.scale), weights, sigma_n2)
-            elif name == 'temporal':
-                out[name] = classical.temporal(lq_t, torch.cat([hr0, hr1], 1), lq_keys, weights,
-                                               sigma_n2=sigma_n2 if self.denoised_temporal else None)
-            else:
-                out[name] = up
-        change = _unexplained_change(lq_t, lq_keys, sigma_n2) if self.use_still_gate else None
-        return {name: out[name] for name in self.sources}, change
+        sigma_n2 = classical.noise_variance(lq_t, lq_keys)  # from the recorded frames, for every classical source
+        keys = torch.cat([hr0, hr1], 1)
+        warped0, warped1 = _warp_hr(hr0, flow0, self.scale), _warp_hr(hr1, flow1, self.scale)
+        warped = torch.cat([warped0, warped1], 1)
+        sources = {
+            'key0': warped0,
+            'key1': warped1,
+            'bayes': classical.bayes(lq_t, keys, lq_keys, weights, sigma_n2),
+            'bayes_warped': classical.bayes(lq_t, warped, F.avg_pool2d(warped, self.scale), weights, sigma_n2),
+            'temporal': classical.temporal(lq_t, keys, lq_keys, weights, sigma_n2=sigma_n2),
+            'lr': F.interpolate(lq_t, scale_factor=self.scale, mode='bicubic', align_corners=False),
+        }
+        return sources, _unexplained_change(lq_t, lq_keys, sigma_n2), sigma_n2
+
+    def finish(self, out, state, out_pos, lq_t, evidence):
+        """Consistency with the LR frame at t (item 4 of the module docstring)."""
+        j0, j1 = self.bracketing_keys(state, out_pos)
+        misfit = torch.maximum(_gather(state.lr_misfit, j0), _gather(state.lr_misfit, j1)).flatten(0, 1)
+        floor = torch.maximum(evidence['sigma_n2'].reshape(-1, 1, 1, 1), misfit)
+        return classical.project_onto_lr(out, lq_t, floor, state.lr_blur.repeat_interleave(out_pos.shape[1]))
 
 
 def _warp_hr(img: torch.Tensor, flow_lr: torch.Tensor, scale: int) -> torch.Tensor:
@@ -462,9 +405,3 @@ def _unexplained_change(lq: torch.Tensor, lq_keys: torch.Tensor, sigma_n2: torch
     change = change - classical.box_mean(change, 5)
     power = classical.box_mean(change ** 2, 3) - 2 * sigma_n2.reshape(-1, 1, 1, 1)
     return power.clamp_min(0).amin(dim=1, keepdim=True).sqrt()
-
-
-def _disagreement(img: torch.Tensor, lq: torch.Tensor, scale: int) -> torch.Tensor:
-    """(N, 1, h, w): local mean |area average of img - LR frame|, high where img contradicts the LR camera."""
-    diff = (F.avg_pool2d(img, scale) - lq).abs().mean(dim=1, keepdim=True)
-    return F.avg_pool2d(diff, 3, stride=1, padding=1, count_include_pad=False)

@@ -27,13 +27,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from xfusion.archs.blend import KeyTrustBlend
+from xfusion.archs.legacy import rename_parameters
 from xfusion.camera import SCALE
 from xfusion.errors import InputError
 
 HR_ENCODERS = ('pool', 'unshuffle')
 BASES = ('bilinear', 'bicubic', 'key_blend')
-KEY_DISAGREEMENT_GAIN = 40.0  # logit drop per unit of disagreement at LR resolution (intensities in [0, 1])
-KEY_TRUST_BIAS = 3.0  # initial trust logit of agreeing key frames against the LR frame
 
 Features = tuple[torch.Tensor, ...]  # one frame's features (e.g. the levels of a pyramid)
 
@@ -52,6 +52,8 @@ class STFNetwork(nn.Module):
         self.num_frame_hi = num_frame_hi
         self.center_frame_idx = num_frame // 2 if center_frame_idx is None else center_frame_idx
         self.lrelu = nn.LeakyReLU(negative_slope=0.1, inplace=True)
+        # checkpoints of earlier versions name some parameters differently (xfusion.archs.legacy)
+        self._register_load_state_dict_pre_hook(lambda state, prefix, *_: rename_parameters(state, prefix))
 
     @property
     def uses_keys(self) -> bool:
@@ -143,17 +145,7 @@ class STFNetwork(nn.Module):
         if kind == 'key_blend':
             if not self.uses_keys:
                 raise ValueError("base='key_blend' needs key frames (num_frame_hi > 0)")
-            k = self.num_frame_hi
-            # On the LR grid, from the fused features and each key frame's disagreement with the current
-            # LR frame: K logits choosing among the key frames and one logit of trust in the chosen key
-            # frames against the upsampled LR frame. The start: copy the key frames that agree with the
-            # LR frame (the closer one in time first), fall back to the LR frame where none agrees.
-            self.blend_logits = nn.Conv2d(num_feat + k, k + 1, 3, 1, 1)
-            nn.init.zeros_(self.blend_logits.weight)
-            with torch.no_grad():
-                self.blend_logits.bias.copy_(torch.tensor([0.0] * k + [KEY_TRUST_BIAS]))
-                for i in range(k):
-                    self.blend_logits.weight[i, num_feat + i, 1, 1] = -KEY_DISAGREEMENT_GAIN
+            self.blend = KeyTrustBlend(num_feat, self.num_frame_hi)
 
     def base_image(self, feat: torch.Tensor, lq_center: torch.Tensor, hq: torch.Tensor | None,
                    key_weights: torch.Tensor | None) -> torch.Tensor:
@@ -163,31 +155,12 @@ class STFNetwork(nn.Module):
         up = F.interpolate(lq_center, scale_factor=self.scale, mode='bilinear', align_corners=False)
         if self.base == 'bilinear':
             return up
-        # key_blend: the key frames mixed by temporal closeness and agreement, then trusted against the
-        # LR frame as far as the mix agrees with it
-        b, k = hq.shape[:2]
         if key_weights is None:
-            key_weights = hq.new_full((b, k), 1.0 / k)
-        disagreement = key_disagreement(lq_center, hq, self.scale)
-        logits = self.blend_logits(torch.cat([feat, disagreement], 1))
-        key_mix = torch.softmax(logits[:, :k] + key_weights.clamp_min(1e-6).log()[:, :, None, None], dim=1)
-        mixed_disagreement = (key_mix * disagreement).sum(dim=1, keepdim=True)
-        trust = torch.sigmoid(logits[:, k:] - KEY_DISAGREEMENT_GAIN * mixed_disagreement)
-        mask = torch.cat([key_mix * trust, 1 - trust], dim=1)
-        mask = F.interpolate(mask, scale_factor=self.scale, mode='bilinear', align_corners=False)
-        sources = torch.cat([hq, up.unsqueeze(1)], dim=1)  # (B, K+1, C, H, W)
-        return (mask.unsqueeze(2) * sources).sum(dim=1)
+            key_weights = hq.new_full(hq.shape[:2], 1.0 / hq.shape[1])
+        return self.blend(feat, hq, up, lq_center, key_weights)
 
 
 def split_frames(feats: Features, b: int) -> list[Features]:
     """Per-frame features of (B*N, ...) tensors -> a list of N per-frame tuples of (B, ...) tensors."""
     levels = [level.unflatten(0, (b, -1)) for level in feats]
     return [tuple(level[:, i] for level in levels) for i in range(levels[0].shape[1])]
-
-
-def key_disagreement(lq_center: torch.Tensor, hq: torch.Tensor, scale: int = SCALE) -> torch.Tensor:
-    """(B, K, h, w): local mean |LR frame - key frame at LR resolution|, high where the key frame is out of date."""
-    b, k = hq.shape[:2]
-    keys_lr = F.avg_pool2d(hq.flatten(0, 1), scale).unflatten(0, (b, k))
-    diff = (keys_lr - lq_center.unsqueeze(1)).abs().mean(dim=2)
-    return F.avg_pool2d(diff, 3, stride=1, padding=1, count_include_pad=False)  # smooths photon noise

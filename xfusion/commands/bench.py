@@ -116,14 +116,15 @@ def time_training(case: dict) -> dict:
     net_opt = network_options(case)
     train = dict(opt.get('train') or DEFAULT_TRAIN)
     train.pop('tsa_iter', None)  # time the full network, as after the TSA-only warm start
-    model_opt = dict(name='bench', model_type='STFModel', num_gpu=1 if device.type == 'cuda' else 0, dist=False,
+    segment = network_class(net_opt).kind == 'segment'
+    model_opt = dict(name='bench', model_type='SegmentSTFModel' if segment else 'STFModel', num_gpu=1 if device.type == 'cuda' else 0, dist=False,
                      rank=0, world_size=1, is_train=True, network_g=net_opt, path={}, train=train, val={})
     model = build_model(model_opt)
     patch = case['patch']
     b = case['batch']
     gen = torch.Generator().manual_seed(0)
-    num_hi = net_opt.get('num_frame_hi', 2)
-    if network_class(net_opt).kind == 'segment':  # a segment of one period, as the training datasets give it
+    num_hi = model.get_bare_model(model.net_g).num_frame_hi
+    if segment:  # a segment of one period, as the training datasets give it
         n = PERIOD + 1
         data = {'lq': torch.rand(b, n, 1, patch // 4, patch // 4, generator=gen),
                 'hq': torch.rand(b, num_hi, 1, patch, patch, generator=gen),

@@ -8,14 +8,12 @@ from os import path as osp
 
 import numpy as np
 import torch
-from basicsr.losses import build_loss
 from basicsr.metrics import calculate_metric
 from basicsr.models.edvr_model import EDVRModel
 from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import get_dist_info, master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 from torch import distributed as dist
-from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
@@ -29,18 +27,12 @@ DEFAULT_PIXEL_LOSS = {'type': 'CharbonnierLoss', 'loss_weight': 1.0, 'reduction'
 @MODEL_REGISTRY.register()
 class STFModel(EDVRModel):
     """Feeds ``lq`` (B,T,C,h,w), ``hq`` (B,K,C,H,W), ``key_weights`` (B,K) and ``gt`` (B,C,H,W) to a window
-    network; a segment network gets the segment ``lq`` (B,N,C,h,w), its key frames ``hq`` with their
-    positions ``key_pos`` (B,K), the HR frames of every position ``gt`` (B,N,C,H,W) and the positions
-    ``out_pos`` (B,M) the loss compares at.
+    network (``SegmentSTFModel`` trains the segment networks).
 
     Keeps EDVRModel's ``dcn_lr_mul`` (DCN parameters at a multiple of the learning rate) and
     ``tsa_iter`` (only the fusion module trains for the first tsa_iter iterations), and takes BasicVSR's
     ``flow_lr_mul`` (the network's flow estimator, its ``flow`` module, at a multiple). The pixel
-    loss is ``train.pixel_opt`` (Charbonnier when absent); for networks that warp key frames
-    (segment networks), ``train.warp_opt`` adds the same kind of loss on the key frames warped to
-    the supervised positions, and ``train.flow_opt`` one on each frame of the segment warped from the
-    one before along the network's flow, both at the LR camera's resolution: they teach the flow
-    network directly. Validation runs on the model's
+    loss is ``train.pixel_opt`` (Charbonnier when absent). Validation runs on the model's
     device (CPU or GPU), reports each metric over non-key frames (the headline) and key frames
     apart, writes output frames in the data's own bit depth when ``save_img`` is set, and a
     per-frame ``metrics.csv`` when testing.
@@ -64,7 +56,7 @@ class STFModel(EDVRModel):
     def setup_optimizers(self) -> None:
         """One Adam over every parameter, in one group per learning-rate multiple: ``dcn_lr_mul`` (EDVR's
         DCN parameters), ``flow_lr_mul`` (BasicVSR's: the ``flow`` module) and ``lr_mul``, a mapping from
-        the names of the network's modules to multiples (``{blend_logits: 10}``); 0 holds those
+        the names of the network's modules to multiples (``{blend: 10}``); 0 holds those
         parameters at their initial values (a flow that starts at the classical global motion keeps it)."""
         train_opt = self.opt['train']
         lr = train_opt['optim_g']['lr']
@@ -98,8 +90,6 @@ class STFModel(EDVRModel):
         if not train_opt.get('pixel_opt') and not train_opt.get('perceptual_opt'):
             train_opt['pixel_opt'] = dict(DEFAULT_PIXEL_LOSS)
         super().init_training_settings()
-        self.cri_warp = build_loss(train_opt['warp_opt']).to(self.device) if train_opt.get('warp_opt') else None
-        self.cri_flow = build_loss(train_opt['flow_opt']).to(self.device) if train_opt.get('flow_opt') else None
 
     def feed_data(self, data: dict) -> None:
         self.lq = data['lq'].to(self.device)
@@ -107,13 +97,8 @@ class STFModel(EDVRModel):
         self.hq = hq.to(self.device) if hq is not None and hq.numel() else None
         weights = data.get('key_weights')
         self.key_weights = weights.to(self.device) if weights is not None else None
-        self.key_pos = data['key_pos'].to(self.device) if 'key_pos' in data else None
-        self.out_pos = data['out_pos'].to(self.device) if 'out_pos' in data else None
         if 'gt' in data:
             self.gt = data['gt'].to(self.device)
-        if self.out_pos is not None and 'period' in data:  # a batch of segments: no step beyond its longest gap
-            length = int(data['period'].max()) + 1
-            self.lq, self.gt = self.lq[:, :length], self.gt[:, :length]
 
     def _set_tsa_only(self, tsa_only: bool) -> None:
         for name, param in self.net_g.named_parameters():
@@ -129,30 +114,8 @@ class STFModel(EDVRModel):
                 self._tsa_only = tsa_only
 
         self.optimizer_g.zero_grad()
-        loss_dict = OrderedDict()
-        l_total = 0
-        net = self.get_bare_model(self.net_g)
-        if net.kind == 'segment':
-            gt = self.gt
-            self.gt = gt[torch.arange(gt.shape[0], device=gt.device)[:, None], self.out_pos]  # the supervised ones
-            self.output, aux = self.net_g(self.lq, self.hq, self.key_pos, self.out_pos, return_aux=True)
-            # the flow losses compare at the LR camera's resolution (4x4 area averages of the HR frames):
-            # at HR the photometric error of a fine texture has a minimum at every texture period
-            scale = net.scale
-            if self.cri_warp is not None:  # the key frames warped to the supervised positions
-                target = F.avg_pool2d(self.gt.flatten(0, 1), scale)
-                l_warp = sum(self.cri_warp(F.avg_pool2d(aux[k].flatten(0, 1), scale), target)
-                             for k in ('key0', 'key1') if k in aux)
-                l_total += l_warp
-                loss_dict['l_warp'] = l_warp
-            if self.cri_flow is not None and aux['flows'] is not None:  # each frame from the one before
-                frames = F.avg_pool2d(gt.flatten(0, 1), scale).unflatten(0, gt.shape[:2])
-                warped = net.warp_lr(frames[:, :-1].flatten(0, 1), aux['flows'].flatten(0, 1))
-                l_flow = self.cri_flow(warped, frames[:, 1:].flatten(0, 1))
-                l_total += l_flow
-                loss_dict['l_flow'] = l_flow
-        else:
-            self.output = self.net_g(self.lq, self.hq, self.key_weights)
+        self.output, loss_dict = self.forward_for_loss()
+        l_total = sum(loss_dict.values())
         if self.cri_pix:
             l_pix = self.cri_pix(self.output, self.gt)
             l_total += l_pix
@@ -168,6 +131,10 @@ class STFModel(EDVRModel):
         self.log_dict = self.reduce_loss_dict(loss_dict)
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
+
+    def forward_for_loss(self) -> tuple[torch.Tensor, OrderedDict]:
+        """The output the pixel loss compares with ``self.gt``, and any losses of the network's own."""
+        return self.net_g(self.lq, self.hq, self.key_weights), OrderedDict()
 
     def save(self, epoch: int, current_iter: int) -> None:
         """BasicSR's checkpoints, and beside them the options this run used (see save_effective_options)."""
