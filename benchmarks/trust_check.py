@@ -9,9 +9,10 @@ seed 0, stored as 16-bit PNG) and only every D-th HR frame.
 - Held-out key frames: `check` at D = 10 (held out: steps 10 to 50) against `evaluate` at period 20 on the same
   LR frames (steps 10, 30, 50 from the sequence, 20 and 40 from the sequence that starts at step 10), and against
   `evaluate` at period 10 (the true quality at the experiment's own period).
-- LR consistency: `fuse` at D = 20; the Spearman rank correlation between the per-frame chi2 of consistency.csv and
-  the true per-frame error (MSE against the ground truth) over the non-key frames, per sequence and pooled, with
-  the noise given (`--b0`) and estimated from the key frames, for noisy and for clean LR frames.
+- LR consistency: `fuse` at D = 20; the Spearman rank correlation between each per-frame score of consistency.csv
+  (chi2, key_change) and the true per-frame error (MSE against the ground truth) over the non-key frames, per
+  sequence and pooled, with the noise given (`--b0`) and estimated from the key frames, for noisy and for clean LR
+  frames.
 - `fuse --project` against plain `fuse`: the mean PSNR over the non-key frames.
 PSNR in the float convention throughout.
 """
@@ -114,29 +115,34 @@ def consistency(exp: dict, model: str, out: Path, b0: float | None) -> dict:
     base, d = exp['base'], FUSE_PERIOD
     keys = set(range(0, exp['frames'], d))
     out.mkdir(parents=True)
-    per_sequence, pooled_chi2, pooled_err = {}, [], []
+    per_sequence, pooled_chi2, pooled_change, pooled_err = {}, [], [], []
     for name in exp['names']:
         sources = SourceOptions(str(base / 'virtual' / name / 'LR'), str(keys_folder(base, name, d, exp['frames'])),
                                 period=d, b0=b0)
         plain = fuse(FuseConfig(sources, model, str(out / f'fused_{name}'), run=QUIET))
         projected = fuse(FuseConfig(sources, model, str(out / f'projected_{name}'), run=QUIET, project=True))
         with open(plain / 'consistency.csv') as f:
-            chi2 = {int(r['frame']): float(r['chi2']) for r in csv.DictReader(f)}
+            rows = list(csv.DictReader(f))
+        chi2 = {int(r['frame']): float(r['chi2']) for r in rows}
+        key_change = {int(r['frame']): float(r['key_change']) for r in rows}
         truth = base / 'virtual' / name / 'HR'
         p_plain = fused_psnr(plain, truth, exp['frames'], keys)
         p_proj = fused_psnr(projected, truth, exp['frames'], keys)
         ts = sorted(p_plain)
         err = [10 ** (-p_plain[t] / 10) for t in ts]  # MSE
         pooled_chi2 += [chi2[t] for t in ts]
+        pooled_change += [key_change[t] for t in ts]
         pooled_err += err
         per_sequence[name] = {
             'spearman_chi2_vs_mse': float(spearmanr([chi2[t] for t in ts], err)[0]),
+            'spearman_key_change_vs_mse': float(spearmanr([key_change[t] for t in ts], err)[0]),
             'psnr_fuse': float(np.mean([p_plain[t] for t in ts])),
             'psnr_fuse_project': float(np.mean([p_proj[t] for t in ts])),
             'mean_chi2_nonkey': float(np.mean([chi2[t] for t in ts])),
             'mean_chi2_key': float(np.mean([chi2[t] for t in keys])),
             'camera': json.loads((plain / 'xfusion.json').read_text())['camera_model']}
-    return {'per_sequence': per_sequence, 'spearman_pooled': float(spearmanr(pooled_chi2, pooled_err)[0])}
+    return {'per_sequence': per_sequence, 'spearman_pooled': float(spearmanr(pooled_chi2, pooled_err)[0]),
+            'spearman_key_change_pooled': float(spearmanr(pooled_change, pooled_err)[0])}
 
 
 def main(argv: list[str] | None = None) -> int:

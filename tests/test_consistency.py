@@ -134,6 +134,10 @@ def test_fuse_writes_consistency_maps_and_flags_the_planted_frame(tmp_path, iden
     away = np.ones(z.shape, bool)
     away[5:11, 5:11] = False  # the planted block and a pixel around it
     assert np.abs(z[6:10, 6:10]).min() > 3 and np.abs(z[away]).mean() < 1.2  # the map shows where
+    # key_change: the planted block is in neither key frame; elsewhere the key frames explain the LR frames
+    change = np.array([float(r['key_change']) for r in rows])
+    # the 4x4 block, widened by the 3x3 local mean to at most 6x6 LR pixels of 16x16
+    assert np.delete(change, 5).max() < 0.02 and 16 / 256 <= change[5] <= 36 / 256, change
     sidecar = json.loads((out / 'xfusion.json').read_text())
     model = sidecar['camera_model']
     assert abs(model['blur_sigma_hr_px'] - 1.0) < 0.25 and abs(model['gain'] - 1) < 0.05 and model['key_pairs'] == 3

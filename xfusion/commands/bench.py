@@ -117,8 +117,9 @@ def time_training(case: dict) -> dict:
     train = dict(opt.get('train') or DEFAULT_TRAIN)
     train.pop('tsa_iter', None)  # time the full network, as after the TSA-only warm start
     segment = network_class(net_opt).kind == 'segment'
-    model_opt = dict(name='bench', model_type='SegmentSTFModel' if segment else 'STFModel', num_gpu=1 if device.type == 'cuda' else 0, dist=False,
-                     rank=0, world_size=1, is_train=True, network_g=net_opt, path={}, train=train, val={})
+    model_opt = dict(name='bench', model_type='SegmentSTFModel' if segment else 'STFModel',
+                     num_gpu=1 if device.type == 'cuda' else 0, dist=False, rank=0, world_size=1, is_train=True,
+                     network_g=net_opt, path={}, train=train, val={})
     model = build_model(model_opt)
     patch = case['patch']
     b = case['batch']

@@ -3,8 +3,19 @@
 The LR camera relative to the HR camera (extra blur, gain, offset, noise; ``xfusion.camera.fit_lr_camera``) is
 fitted on the simultaneous frames at up to ``FIT_PAIRS`` key times. ``LRConsistency.frame`` gives, for a fused
 frame, what is written (after ``--project``, in the HR camera's dtype) and the per-pixel map z of what is written;
-``consistency.csv`` has a row per output frame (``frame,is_key,chi2,max_abs_z`` and ``chi2_unprojected`` with
-``--project``).
+``consistency.csv`` has a row per output frame (``frame,is_key,chi2,max_abs_z,key_change`` and
+``chi2_unprojected`` with ``--project``).
+
+Two scores per frame, for two questions:
+
+- ``chi2``: is the fused frame consistent with the LR frame of its time? The mean over LR pixels of z^2, z the
+  residual over the noise sd expected there: about 1 where it is.
+- ``key_change``: how much of the frame did the key frames not see? The share of LR pixels where *neither*
+  bracketing key frame, taken through the camera, explains the LR frame recorded at t: the local chi2 (mean of z^2
+  over 3x3 LR pixels) of each key frame against it above ``KEY_CHANGE_LEVEL``. It is the evidence that tells the
+  network where key-frame content is gone, and it ranks frames by their error where chi2 cannot: a network that
+  puts its output back onto the LR frame leaves chi2 near 1, and an error confined to a small part of a frame (a
+  thin wing) is diluted in a mean over the whole frame, not in a share of changed pixels.
 """
 from __future__ import annotations
 
@@ -12,6 +23,7 @@ import csv
 import io
 from collections.abc import Callable
 
+import cv2
 import numpy as np
 
 from xfusion.camera import SCALE, CameraModel, fit_lr_camera
@@ -20,7 +32,8 @@ from xfusion.io.intensity import IntensityScale
 FIT_PAIRS = 8  # key frames the camera model is fitted on (spread over the sequence)
 FIT_PIXELS = 8_000_000  # at most this many HR pixels in all, so that large frames fit in seconds
 PROJECT_THRESHOLD = 2.0  # noise sd: --project leaves LR residuals whose neighbourhood is within this alone
-COLUMNS = ['frame', 'is_key', 'chi2', 'max_abs_z', 'chi2_unprojected']
+KEY_CHANGE_LEVEL = 4.0  # local chi2 beyond which a key frame does not explain an LR pixel (a z of 2 on average)
+COLUMNS = ['frame', 'is_key', 'chi2', 'max_abs_z', 'key_change', 'chi2_unprojected']
 Z_LABEL = 'LR consistency z (red: LR brighter than fused, blue: darker)'
 
 
@@ -44,11 +57,14 @@ class LRConsistency:
         self.camera, self.scale, self.project = camera, scale, project
         self.rows: list[dict] = []
 
-    def frame(self, t: int, is_key: bool, unit: np.ndarray,
-              lr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def frame(self, t: int, is_key: bool, unit: np.ndarray, lr: np.ndarray,
+              keys: tuple[np.ndarray, ...] = ()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(unit, stored, z) of a fused frame in [0, 1] units: the frame after ``--project``, as it is written
-        (the HR camera's dtype and range), and the LR-consistency map of what is written."""
+        (the HR camera's dtype and range), and the LR-consistency map of what is written. ``keys``: the key frames
+        that bracket t, on the x4 grid (for ``key_change``)."""
         row = {'frame': t, 'is_key': is_key}
+        if keys:
+            row['key_change'] = self.key_change(lr, keys)
         if self.project:
             row['chi2_unprojected'] = self.camera.chi2(unit, lr)
             unit = self.camera.project(unit, lr, PROJECT_THRESHOLD)
@@ -57,6 +73,19 @@ class LRConsistency:
         row.update(chi2=float(np.mean(z ** 2)), max_abs_z=float(np.abs(z).max()))
         self.rows.append(row)
         return unit, stored, z
+
+    def key_change(self, lr: np.ndarray, keys: tuple[np.ndarray, ...]) -> float:
+        """The share of LR pixels that none of the key frames explains (see the module docstring). Each key frame
+        is first matched to the LR frame's overall brightness (a least-squares gain and offset): the beam's flux
+        changes from frame to frame, and with clean frames that alone would leave no pixel explained."""
+        local = []
+        for key in keys:
+            expected = self.camera.predict(key)
+            gain, offset = np.polyfit(expected.ravel().astype(np.float64), lr.ravel().astype(np.float64), 1)
+            expected = (gain * expected + offset).astype(np.float32)
+            z2 = (lr - expected) ** 2 / self.camera.variance(expected)
+            local.append(cv2.blur(z2, (3, 3), borderType=cv2.BORDER_REFLECT))
+        return float((np.minimum.reduce(local) > KEY_CHANGE_LEVEL).mean())
 
     def summary(self) -> dict:
         """The mean chi2 of the non-key and of the key frames (None where there are none)."""
@@ -93,7 +122,10 @@ class LRConsistency:
             'area_average(blur(F)) + offset, and compared with the LR frame recorded at its time. chi2 is the mean '
             'over LR pixels of the squared residual over the noise variance expected there: about 1 where the fused '
             'frame is as consistent with the LR camera as the recorded key frames are; much larger where the network '
-            'invented or lost content that the LR camera resolves. The map (z = residual / noise sd) shows where.',
+            'invented or lost content that the LR camera resolves. The map (z = residual / noise sd) shows where. '
+            'key_change is the share of LR pixels that neither bracketing key frame explains (their local chi2 '
+            f'above {KEY_CHANGE_LEVEL:g}): what the network had to take from the LR camera alone; the frames with '
+            'the most are where to look first.',
             '', '| | value |', '|---|---|',
             f'| extra LR blur (HR pixels) | {fit["blur_sigma_hr_px"]:.3f} |',
             f'| gain, offset | {fit["gain"]:.4f}, {fit["offset"]:.5f} |',
@@ -106,4 +138,8 @@ class LRConsistency:
             f'| --project | {project} |',
             '', '| least consistent frames | chi2 |', '|---|---|',
         ] + [f'| {r["frame"]} | {r["chi2"]:.3g} |' for r in worst]
+        changed = sorted((r for r in rows if not r['is_key'] and 'key_change' in r), key=lambda r: -r['key_change'])
+        if changed:
+            lines += ['', '| frames the key frames saw least | key_change |', '|---|---|']
+            lines += [f'| {r["frame"]} | {r["key_change"]:.3f} |' for r in changed[:5]]
         return '\n'.join(lines)

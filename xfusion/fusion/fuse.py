@@ -120,10 +120,11 @@ def stream_frames(net: torch.nn.Module, exp: Experiment, consistency: LRConsiste
     try:
         for t, fused in network_frames(net, source, exp.lr_shape, run):
             lr = read_lr(t)
-            unit, stored, z = consistency.frame(t, exp.schedule.is_key(t), np.clip(fused, 0, 1), lr)
+            k0, k1 = exp.schedule.bracket(t)
+            unit, stored, z = consistency.frame(t, exp.schedule.is_key(t), np.clip(fused, 0, 1), lr,
+                                                (read_key(k0), read_key(k1)))
             outputs.add(t, stored, z)
             if outputs.viewer is not None and outputs.viewer.wants(t):
-                k0, k1 = exp.schedule.bracket(t)
                 nearest = k0 if abs(t - k0) <= abs(k1 - t) else k1
                 panels = [upsampled(lr, exp.grid), unit, read_key(nearest), z_colour(z, exp.grid)]
                 outputs.viewer.add(t, panels, f'{outputs.writer.path.name}  step {t}  '
