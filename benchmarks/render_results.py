@@ -25,6 +25,7 @@ MAKE = {
     'demo': 'make demo && python benchmarks/demo_results.py',
     'trust': 'make demo && python benchmarks/trust_check.py',
     'bench': 'xfusion bench --quick --out docs/results/bench.json',
+    'seeds': 'make demo && python benchmarks/seed_table.py',
 }
 
 
@@ -228,11 +229,83 @@ def bench_section(record: dict | None) -> str:
     ])
 
 
+# ---------------------------------------------------------------------------------------------- seeds
+
+
+def seed_stats(cells: list[dict], recipe: str, seeds: list[int], key: tuple) -> tuple[float, float] | None:
+    """(mean, spread = max - min) over the seeds of a recipe's PSNR in one (family, period, b0) cell."""
+    values = [c['psnr'] for s in seeds for c in cells
+              if (c['family'], c['period'], c['b0'], c['method']) == (*key, f'{recipe}_s{s}')]
+    return (sum(values) / len(values), max(values) - min(values)) if len(values) == len(seeds) else None
+
+
+def seeds_table(part: dict, recipes: list[str], seeds: list[int]) -> str:
+    """One row per family x period x noise: every classical baseline, and each recipe's mean ± spread over seeds;
+    bold: the best classical baseline; a recipe below it is marked."""
+    cells = part['cells']
+    keys = sorted({(c['family'], c['period'], c['b0']) for c in cells},
+                  key=lambda k: (k[0], k[1], ['none', '1000', '100'].index(str(k[2]))))
+    rows = []
+    for key in keys:
+        classical = {m: next(c['psnr'] for c in cells if (c['family'], c['period'], c['b0'], c['method']) == (*key, m))
+                     for m in CLASSICAL}
+        best = max(classical.values())
+        row = [key[0], str(key[1]), b0_text(str(key[2]))]
+        row += [f'**{v:.2f}**' if v == best else f'{v:.2f}' for v in classical.values()]
+        for recipe in recipes:
+            stats = seed_stats(cells, recipe, seeds, key)
+            mark = ' (below)' if stats is not None and stats[0] < best else ''
+            row.append('-' if stats is None else f'{stats[0]:.2f} ± {stats[1] / 2:.2f}{mark}')
+        rows.append(row)
+    return table(['family', 'period', 'LR noise', *CLASSICAL, *recipes], rows)
+
+
+def seeds_summary(part: dict, recipes: list[str], seeds: list[int]) -> str:
+    """Per recipe: the mean over every cell and seed, the spread of the seeds' means, and the cells below the best
+    classical baseline (of any seed)."""
+    cells = part['cells']
+    keys = sorted({(c['family'], c['period'], c['b0']) for c in cells}, key=str)
+    rows = []
+    for recipe in recipes:
+        per_seed = []
+        below = 0
+        for s in seeds:
+            mine = {(c['family'], c['period'], c['b0']): c['psnr'] for c in cells if c['method'] == f'{recipe}_s{s}'}
+            if len(mine) != len(keys):
+                break
+            per_seed.append(sum(mine.values()) / len(mine))
+            below += sum(mine[k] < max(c['psnr'] for c in cells if (c['family'], c['period'], c['b0']) == k
+                                       and c['method'] in CLASSICAL) for k in keys)
+        else:
+            rows.append([recipe, f'{sum(per_seed) / len(per_seed):.2f}', f'{max(per_seed) - min(per_seed):.2f}',
+                         f'{below} of {len(keys) * len(seeds)}'])
+    return table(['recipe', 'mean PSNR (dB)', 'spread of the seeds (dB)', 'cells below the best classical'], rows)
+
+
+def seeds_section(record: dict | None) -> str:
+    if record is None:
+        return f"Not measured yet: `{MAKE['seeds']}` writes `docs/results/seeds.json`."
+    recipes, seeds = list(record['recipes']), record['seeds']
+    parts = [f'{machine_line(record)}. Training seeds {", ".join(map(str, seeds))} of each recipe; mean PSNR '
+             '(dB) over the non-key frames of each scene family, period and LR noise, in the paper convention. '
+             'A recipe\'s cell is the mean over its seeds ± half their spread; the best classical baseline is in '
+             'bold, and a recipe below it is marked. Recipes:', '',
+             *[f"- `{r}`: {record['describe'].get(r, '')} ({', '.join(f'`{f}`' for f in record['recipes'][r])})"
+               for r in recipes]]
+    for name, title in (('test', 'Test families (never used for training or a choice)'),
+                        ('val', 'Validation families (where the choices were made)')):
+        part = record['sets'][name]
+        families = sorted(set(part['families'].values()))
+        parts += ['', f'### {title}: {", ".join(families)}', '', seeds_summary(part, recipes, seeds), '',
+                  seeds_table(part, recipes, seeds)]
+    return '\n'.join(parts)
+
+
 # ---------------------------------------------------------------------------------------------- the pages
 
 
 def results_page() -> str:
-    demo, trust, bench = load('demo'), load('trust'), load('bench')
+    demo, trust, bench, seeds = load('demo'), load('trust'), load('bench'), load('seeds')
     return '\n'.join([
         '# Results', '',
         'Every table on this page is rendered by `python benchmarks/render_results.py` from a record in '
@@ -240,6 +313,7 @@ def results_page() -> str:
         'Rerun the command and the renderer to update a section. What was tried and not taken is in '
         '[experiments.md](experiments.md).', '',
         '## The demo networks against the classical baselines', '', demo_section(demo), '',
+        '## The recipes over three training seeds', '', seeds_section(seeds), '',
         '## Checking a fusion without ground truth', '', trust_section(trust), '',
         '## Speed and memory (`xfusion bench`)', '', bench_section(bench), '',
     ])

@@ -43,3 +43,35 @@ def test_every_figure_comes_from_the_record(tmp_path, monkeypatch):
     readme = render_results.with_blocks('a\n<!-- results:demo -->\nold\n<!-- /results:demo -->\nb\n',
                                         render_results.readme_blocks())
     assert 'old' not in readme and '| **stf** | the network | 24.50 |' in readme and readme.endswith('-->\nb\n')
+
+
+def test_the_seed_table_gives_mean_and_spread_and_marks_a_recipe_below_classical(tmp_path, monkeypatch):
+    cells = []
+    for family, base in (('wing', 30.0), ('bubbles', 25.0)):
+        for i, method in enumerate(('bicubic', 'key_copy', 'temporal', 'bayes')):
+            cells.append({'family': family, 'period': 20, 'b0': '1000', 'method': method, 'psnr': base - 3 + i})
+        for seed, offset in ((10, 0.2), (11, -0.2)):  # stf: 1 dB above bayes on wing, 0.5 below on bubbles
+            psnr = base + 1 + offset if family == 'wing' else base - 0.5 + offset
+            cells.append({'family': family, 'period': 20, 'b0': '1000', 'method': f'stf_s{seed}', 'psnr': psnr})
+    part = {'data': 'x', 'families': {'seq_000': 'wing', 'seq_001': 'bubbles'}, 'cells': cells}
+    record = {'command': 'python benchmarks/seed_table.py', 'date': '2000-01-01',
+              'machine': {'cpu': 'Test CPU', 'cpu_count': 2, 'threads': 2, 'torch': '0', 'device': 'cpu'},
+              'recipes': {'stf': ['options/demo/finetune_xray_prop_demo.yml']}, 'describe': {'stf': 'the network'},
+              'seeds': [10, 11], 'sets': {'test': part, 'val': part}}
+    (tmp_path / 'seeds.json').write_text(json.dumps(record))
+    monkeypatch.setattr(render_results, 'RECORDS', tmp_path)
+    page = render_results.results_page()
+    assert '| wing | 20 | b0 1000 | 27.00 | 28.00 | 29.00 | **30.00** | 31.00 ± 0.20 |' in page
+    assert '| bubbles | 20 | b0 1000 | 22.00 | 23.00 | 24.00 | **25.00** | 24.50 ± 0.20 (below) |' in page
+    assert '| stf | 27.75 | 0.40 | 2 of 4 |' in page  # seed means 27.95 and 27.55; bubbles below in both seeds
+
+
+def test_seed_table_means_each_family_over_its_sequences_non_key_frames(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / 'benchmarks'))  # its own helper module (record.py)
+    spec = importlib.util.spec_from_file_location('seed_table', ROOT / 'benchmarks' / 'seed_table.py')
+    seed_table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(seed_table)
+    rows = [dict(sequence=s, period=20, b0='1000', method='bayes', is_key=k, psnr=p)
+            for s, k, p in (('a', False, 30.0), ('a', True, float('inf')), ('b', False, 32.0), ('c', False, 20.0))]
+    means = seed_table.family_means(rows, {'a': 'wing', 'b': 'wing', 'c': 'bubbles'})
+    assert {(m['family'], m['psnr'], m['frames']) for m in means} == {('wing', 31.0, 2), ('bubbles', 20.0, 1)}

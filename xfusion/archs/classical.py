@@ -24,6 +24,10 @@ _IMMERKAER = torch.tensor([[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]
 QUANTISATION_VARIANCE = 1.0 / (12 * 255 ** 2)  # the noise floor of 8-bit frames: a clean LR frame is not exact
 PROJECT_THRESHOLD = 2.0  # LR residuals within 2 noise sd (3x3 neighbourhood) are noise (as CameraModel.project)
 PROJECT_ITERATIONS = 6  # conjugate-gradient steps (the residual's smooth part converges in a few)
+# the temporal estimate keeps the LR change only beyond TEMPORAL_SHRINK times the noise power of the two frames:
+# at 1 (the Wiener gain) much of the noise of two frames stayed under heavy noise; 2 was measured over three
+# training seeds on the validation families (docs/experiments.md, section 17)
+TEMPORAL_SHRINK = 2.0
 
 
 def box_mean(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -83,9 +87,9 @@ def temporal(y: torch.Tensor, hq: torch.Tensor, lq_key: torch.Tensor, key_weight
              window: int = 5, eps: float = 1e-3, sigma_n2: torch.Tensor | None = None) -> torch.Tensor:
     """(B, 1, H, W) STARFM-like estimate at t (``xfusion.baselines.temporal.temporal``, batched).
 
-    ``sigma_n2`` (B,): the LR noise variance; when given, the LR change is Wiener-shrunk first (by
-    1 - 2 sigma_n2 / its local power, as both frames are noisy), so that where nothing changed the
-    estimate is the key frame, not the key frame plus the upsampled noise of two LR frames."""
+    ``sigma_n2`` (B,): the LR noise variance; when given, the LR change is shrunk first (by
+    1 - 2 TEMPORAL_SHRINK sigma_n2 / its local power, as both frames are noisy), so that where nothing changed
+    the estimate is the key frame, not the key frame plus the upsampled noise of two LR frames."""
     with torch.autocast(y.device.type, enabled=False):
         y, hq, lq_key, key_weights = (x.float() for x in (y, hq, lq_key, key_weights))
         scale = hq.shape[-1] // y.shape[-1]
@@ -93,7 +97,7 @@ def temporal(y: torch.Tensor, hq: torch.Tensor, lq_key: torch.Tensor, key_weight
         change = diff
         if sigma_n2 is not None:
             power = box_mean(diff * diff, window) + 1e-12
-            change = diff * (1 - 2 * sigma_n2.float().reshape(-1, 1, 1, 1) / power).clamp(0, 1)
+            change = diff * (1 - 2 * TEMPORAL_SHRINK * sigma_n2.float().reshape(-1, 1, 1, 1) / power).clamp(0, 1)
         pred = hq + F.interpolate(change, scale_factor=scale, mode='bicubic', align_corners=False)
         weight = key_weights[:, :, None, None] / (box_mean(diff.abs(), window) + eps)
         weight = F.interpolate(weight / weight.sum(dim=1, keepdim=True), scale_factor=scale, mode='bilinear',
