@@ -143,9 +143,12 @@ def consistency_table(part: dict) -> str:
         seqs = runs['per_sequence']
         rows.append([label, ', '.join(f"{v['spearman_chi2_vs_mse']:.2f}" for v in seqs.values()),
                      f"{runs['spearman_pooled']:.2f}",
+                     ', '.join(f"{v.get('spearman_key_change_vs_mse', float('nan')):.2f}" for v in seqs.values()),
+                     f"{runs.get('spearman_key_change_pooled', float('nan')):.2f}",
                      ', '.join(f"{v['mean_chi2_key']:.2f}" for v in seqs.values()),
                      ', '.join(f"{v['mean_chi2_nonkey']:.2f}" for v in seqs.values())])
-    return table(['LR frames, noise model', 'Spearman chi2 vs error, per sequence', 'pooled', 'mean chi2, key frames',
+    return table(['LR frames, noise model', 'Spearman chi2 vs error, per sequence', 'pooled',
+                  'Spearman key_change vs error, per sequence', 'pooled', 'mean chi2, key frames',
                   'mean chi2, non-key frames'], rows)
 
 
@@ -179,9 +182,11 @@ def trust_section(record: dict | None) -> str:
         '',
         f"### LR consistency (`xfusion fuse`, D = {consistency['period']})",
         '',
-        'Spearman rank correlation between the per-frame chi2 of `consistency.csv` and the true per-frame error '
-        '(MSE against the ground truth) over the non-key frames; the mean chi2 (about 1: as consistent with the LR '
-        'camera as the key frames are).',
+        'Spearman rank correlation between each per-frame score of `consistency.csv` (chi2; key_change, the share '
+        'of the frame that neither key frame explains) and the true per-frame error (MSE against the ground truth) '
+        'over the non-key frames, per sequence in the order ' + ', '.join(next(iter(consistency['runs'].values()))
+                                                                    ['per_sequence']) + '; the mean chi2 (about 1: '
+        'as consistent with the LR camera as the key frames are). nan: a score that is the same for every frame.',
         '', consistency_table(consistency), '',
         'The pooled figure ranks frames of different sequences against each other, where chi2 also measures how '
         'much each sequence\'s LR camera resolves; the per-sequence figures say whether chi2 ranks the frames of '

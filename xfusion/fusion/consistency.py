@@ -13,9 +13,9 @@ Two scores per frame, for two questions:
 - ``key_change``: how much of the frame did the key frames not see? The share of LR pixels where *neither*
   bracketing key frame, taken through the camera, explains the LR frame recorded at t: the local chi2 (mean of z^2
   over 3x3 LR pixels) of each key frame against it above ``KEY_CHANGE_LEVEL``. It is the evidence that tells the
-  network where key-frame content is gone, and it ranks frames by their error where chi2 cannot: a network that
-  puts its output back onto the LR frame leaves chi2 near 1, and an error confined to a small part of a frame (a
-  thin wing) is diluted in a mean over the whole frame, not in a share of changed pixels.
+  network where key-frame content is gone, and it does not depend on the fused frame: a network that puts its
+  output back onto the LR frame leaves chi2 near 1 wherever it could. The two rank frames by their true error
+  differently well on different scenes (docs/results.md), so both are kept.
 """
 from __future__ import annotations
 
