@@ -5,7 +5,7 @@
 
 Each recipe of ``RECIPES`` is trained once per seed (``--seeds``, 10 11 12 by default) as
 ``experiments/seeds_<recipe>_s<seed>`` (a recipe of two option files, pretraining then fine-tuning, chains its
-own pretrained weights), ``--jobs`` trainings at a time on one thread each; a training whose checkpoint is there
+own pretrained weights), ``--jobs`` trainings at a time on one thread each; a training that ran to its end
 already is kept. Then every trained network and every classical baseline is evaluated (``xfusion evaluate``)
 on the validation sequences, where choices are made, and on the test sequences, used for nothing else, over
 periods 10/20/40 and LR noise none / b0 1000 / b0 100. The record keeps, per data set, scene family (the
@@ -28,6 +28,7 @@ import record
 from xfusion.baselines import BASELINES
 from xfusion.fusion.config import EvaluateConfig
 from xfusion.fusion.evaluate import evaluate
+from xfusion.options import load_option_file
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = {  # method name -> its option files in training order
@@ -46,6 +47,13 @@ def checkpoint(name: str) -> Path:
     return ROOT / 'experiments' / name / 'models' / 'net_g_latest.pth'
 
 
+def finished(name: str, option_file: str) -> bool:
+    """Whether the training ``name`` of an option file ran to its end (BasicSR writes net_g_latest.pth at every
+    save, so only the checkpoint of the last iteration says so)."""
+    total = int(float(load_option_file(ROOT / option_file)['train']['total_iter']))
+    return (checkpoint(name).parent / f'net_g_{total}.pth').is_file()
+
+
 def train_seed(recipe: str, seed: int, log_dir: Path) -> dict:
     """Train one seed of a recipe (each of its option files in turn); returns {'network', 'minutes'}."""
     import time
@@ -54,7 +62,7 @@ def train_seed(recipe: str, seed: int, log_dir: Path) -> dict:
     for step, option_file in enumerate(RECIPES[recipe]):
         last = step == len(RECIPES[recipe]) - 1
         name = f'seeds_{recipe}_s{seed}' if last else f'seeds_{recipe}_s{seed}_step{step}'
-        if not checkpoint(name).is_file():
+        if not finished(name, option_file):
             overrides = [f'manual_seed={seed}', f'name={name}']
             if previous is not None:  # the step before's weights, as the option file's own chain would give them
                 overrides.append(f'path:pretrain_network_g={checkpoint(previous).relative_to(ROOT)}')

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+SOURCES = ('key0', 'key1', 'bayes', 'bayes_warped', 'temporal', 'lr')  # what PropSTF's base blends
 DISAGREEMENT_GAIN = 40.0
 SOURCE_BIAS = {'bayes': 3.0, 'bayes_warped': 0.0, 'key0': -1.0, 'key1': -1.0, 'temporal': 0.0, 'lr': -2.0}
 KEY_TRUST_BIAS = 3.0

@@ -11,7 +11,7 @@ knows them, so that the checkpoints and option files of earlier runs still load.
 """
 from __future__ import annotations
 
-SOURCES = ['key0', 'key1', 'bayes', 'bayes_warped', 'temporal', 'lr']
+from xfusion.archs.blend import SOURCES
 
 # option -> (the value PropSTF now always has, why: the section of docs/experiments.md)
 RETIRED_OPTIONS = {
@@ -20,7 +20,7 @@ RETIRED_OPTIONS = {
     'refine_at_hr': (True, 'the shifts are always refined against the HR key frames (section 1)'),
     'denoised_temporal': (True, 'the temporal source is always denoised (section 3)'),
     'still_gate': (True, 'the still gate is always there (section 2)'),
-    'sources': (SOURCES, 'the blend always has every source (section 3)'),
+    'sources': (list(SOURCES), 'the blend always has every source (section 3)'),
     'deform_align': (False, 'deformable alignment was removed: it gained less than the spread between seeds '
                             '(section 4); a checkpoint trained with it loads only in the xfusion it was trained with'),
     'context': (0, 'only the LR-only variant PropVSR reads context frames'),

@@ -49,12 +49,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from xfusion.archs import classical
-from xfusion.archs.blend import SourceBlend, StillGate
+from xfusion.archs.blend import SOURCES, SourceBlend, StillGate
 from xfusion.archs.global_motion import STILL_MARGIN, fit_lr_blur, refine_against_key, shifts_to_reference
 from xfusion.archs.legacy import check_retired_options
 from xfusion.archs.stf_base import STFNetwork
-
-SOURCES = ('key0', 'key1', 'bayes', 'bayes_warped', 'temporal', 'lr')
 
 
 class FlowEstimator(nn.Module):
