@@ -344,19 +344,21 @@ class PropSTF(PropagationNetwork):
         return torch.where(prev_key >= 0, prev_key, next_key), torch.where(next_key >= 0, next_key, prev_key)
 
     def base_image(self, state, out_pos, lq_t, feat):
-        sources, change, sigma_n2 = self.source_images(state, out_pos, lq_t)
+        keys = self.bracketing_keys(state, out_pos)
+        sources, change, sigma_n2 = self.source_images(state, out_pos, lq_t, keys)
         base, disagreements = self.blend(feat, torch.stack(list(sources.values()), 1), lq_t)
         moved = (_gather(state.sample_motion, out_pos).flatten() if state.sample_motion is not None
                  else lq_t.new_zeros(lq_t.shape[0]))
         base = self.still_gate(base, sources['temporal'], disagreements, change, moved)
-        return base, sources, {'sigma_n2': sigma_n2}
+        return base, sources, {'sigma_n2': sigma_n2, 'keys': keys}
 
-    def source_images(self, state: SegmentState, out_pos: torch.Tensor,
-                      lq_t: torch.Tensor) -> tuple[dict, torch.Tensor, torch.Tensor]:
-        """The images the base blends, each (BM, C, 4h, 4w); for the still gate, the LR change since the key
-        frames beyond the noise (``_unexplained_change``, (BM, 1, h, w)); (BM,) the LR noise variance."""
+    def source_images(self, state: SegmentState, out_pos: torch.Tensor, lq_t: torch.Tensor,
+                      keys: tuple[torch.Tensor, torch.Tensor]) -> tuple[dict, torch.Tensor, torch.Tensor]:
+        """The images the base blends, each (BM, C, 4h, 4w), from the key frames ``keys`` (``bracketing_keys``);
+        for the still gate, the LR change since the key frames beyond the noise (``_unexplained_change``,
+        (BM, 1, h, w)); (BM,) the LR noise variance."""
         b, m = out_pos.shape
-        j0, j1 = self.bracketing_keys(state, out_pos)
+        j0, j1 = keys
         has_prev, has_next = _gather(state.prev_key, out_pos) >= 0, _gather(state.next_key, out_pos) >= 0
         flow_prev, flow_next = _gather(state.flow_to_prev, out_pos), _gather(state.flow_to_next, out_pos)
         flow0 = torch.where(has_prev[..., None, None, None], flow_prev, flow_next).flatten(0, 1)
@@ -383,7 +385,7 @@ class PropSTF(PropagationNetwork):
 
     def finish(self, out, state, out_pos, lq_t, evidence):
         """Consistency with the LR frame at t (item 4 of the module docstring)."""
-        j0, j1 = self.bracketing_keys(state, out_pos)
+        j0, j1 = evidence['keys']
         misfit = torch.maximum(_gather(state.lr_misfit, j0), _gather(state.lr_misfit, j1)).flatten(0, 1)
         floor = torch.maximum(evidence['sigma_n2'].reshape(-1, 1, 1, 1), misfit)
         return classical.project_onto_lr(out, lq_t, floor, state.lr_blur.repeat_interleave(out_pos.shape[1]))

@@ -56,12 +56,13 @@ class LRConsistency:
     def __init__(self, camera: CameraModel, scale: IntensityScale, project: bool = False):
         self.camera, self.scale, self.project = camera, scale, project
         self.rows: list[dict] = []
+        self._predicted: dict[int, np.ndarray] = {}  # the bracketing key frames through the camera, by time
 
     def frame(self, t: int, is_key: bool, unit: np.ndarray, lr: np.ndarray,
-              keys: tuple[np.ndarray, ...] = ()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+              keys: dict[int, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(unit, stored, z) of a fused frame in [0, 1] units: the frame after ``--project``, as it is written
         (the HR camera's dtype and range), and the LR-consistency map of what is written. ``keys``: the key frames
-        that bracket t, on the x4 grid (for ``key_change``)."""
+        that bracket t by their times, on the x4 grid (for ``key_change``)."""
         row = {'frame': t, 'is_key': is_key}
         if keys:
             row['key_change'] = self.key_change(lr, keys)
@@ -74,13 +75,15 @@ class LRConsistency:
         self.rows.append(row)
         return unit, stored, z
 
-    def key_change(self, lr: np.ndarray, keys: tuple[np.ndarray, ...]) -> float:
-        """The share of LR pixels that none of the key frames explains (see the module docstring). Each key frame
-        is first matched to the LR frame's overall brightness (a least-squares gain and offset): the beam's flux
-        changes from frame to frame, and with clean frames that alone would leave no pixel explained."""
+    def key_change(self, lr: np.ndarray, keys: dict[int, np.ndarray]) -> float:
+        """The share of LR pixels that none of the key frames (by their times) explains (see the module docstring).
+        Each key frame is first matched to the LR frame's overall brightness (a least-squares gain and offset): the
+        beam's flux changes from frame to frame, and with clean frames that alone would leave no pixel explained.
+        A key frame is taken through the camera once for all the frames it brackets."""
+        self._predicted = {k: self._predicted[k] if k in self._predicted else self.camera.predict(key)
+                           for k, key in keys.items()}
         local = []
-        for key in keys:
-            expected = self.camera.predict(key)
+        for expected in self._predicted.values():
             gain, offset = np.polyfit(expected.ravel().astype(np.float64), lr.ravel().astype(np.float64), 1)
             expected = (gain * expected + offset).astype(np.float32)
             z2 = (lr - expected) ** 2 / self.camera.variance(expected)

@@ -122,7 +122,7 @@ def stream_frames(net: torch.nn.Module, exp: Experiment, consistency: LRConsiste
             lr = read_lr(t)
             k0, k1 = exp.schedule.bracket(t)
             unit, stored, z = consistency.frame(t, exp.schedule.is_key(t), np.clip(fused, 0, 1), lr,
-                                                (read_key(k0), read_key(k1)))
+                                                {k: read_key(k) for k in (k0, k1)})
             outputs.add(t, stored, z)
             if outputs.viewer is not None and outputs.viewer.wants(t):
                 nearest = k0 if abs(t - k0) <= abs(k1 - t) else k1
