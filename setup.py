@@ -22,7 +22,9 @@ setup(
     # installed xfusion (xfusion bench, the recipes) needs no source tree
     packages=find_packages(include=['xfusion', 'xfusion.*']) + ['xfusion.option_files'],
     package_dir={'xfusion.option_files': 'options'},
-    package_data={'xfusion.option_files': ['*.yml', '*/*.yml']},
+    # the packaged networks (xfusion/pretrained/<name>/: weights, options, model card), a few MB in all
+    package_data={'xfusion.option_files': ['*.yml', '*/*.yml'],
+                  'xfusion.pretrained': ['index.json', '*/net_g.pth', '*/options.yml', '*/card.json', '*/card.md']},
     python_requires='>=3.10',
     install_requires=requirements('requirements.txt'),
     # cameras: the readers of Photron MRAW (pyMRAW, which needs numba) and Phantom CINE (pycine-lite's header

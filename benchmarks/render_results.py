@@ -1,7 +1,8 @@
-"""docs/results.md (and the two small tables of README.md) from the measurement records in docs/results/*.json.
+"""docs/results.md (and the two small tables of README.md) from the measurement records in docs/results/*.json,
+and the model cards of the packaged networks (xfusion/pretrained/<name>/card.md) from their card.json.
 
-    python benchmarks/render_results.py           # rewrite docs/results.md and the README tables
-    python benchmarks/render_results.py --check   # exit 1 if either differs from what the records give
+    python benchmarks/render_results.py           # rewrite docs/results.md, the README tables and the cards
+    python benchmarks/render_results.py --check   # exit 1 if any differs from what the records give
 
 Every figure on the page comes from a record that one command wrote (the record says which, on what machine,
 and when); nothing is typed by hand. A record that is missing leaves its section saying how to make it.
@@ -15,6 +16,7 @@ import sys
 from pathlib import Path
 
 from xfusion.commands.bench import table as bench_table
+from xfusion.pretrained import packaged_models
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS = ROOT / 'docs' / 'results'
@@ -26,6 +28,7 @@ MAKE = {
     'trust': 'make demo && python benchmarks/trust_check.py',
     'bench': 'xfusion bench --quick --out docs/results/bench.json',
     'seeds': 'make demo && python benchmarks/seed_table.py',
+    'models': 'python scripts/package_models.py',
 }
 
 
@@ -306,6 +309,82 @@ def seeds_section(record: dict | None) -> str:
     return '\n'.join(parts)
 
 
+# ---------------------------------------------------------------------------------------------- packaged models
+
+
+def trained_on_text(trained: dict) -> list[str]:
+    lines = [f"- `{s['root']}`: {s['sequences']} sequences of {s['frames']} frames, families "
+             f"{', '.join(s['families'])}, seed {s['seed']}, "
+             f"{'cameras noisy at b0 ' + format(s['b0'], 'g') if s['b0'] else 'clean cameras'} (`{s['command']}`)"
+             for s in trained['sets']]
+    low, high = trained['extra_b0_log10']
+    lines.append(f"- key-frame periods {trained['periods'][0]} to {trained['periods'][1]}; LR photon noise added to "
+                 f"{trained['noise_prob']:.0%} of the training crops at b0 {10 ** low:.0f} to {10 ** high:.0f}; "
+                 f"HR crops of {trained['crop_hr']} pixels")
+    return lines
+
+
+def card_table(card: dict) -> str:
+    method = card['method']
+    rows = []
+    for row in card['test']['rows']:
+        psnr = row['psnr']
+        best = max(CLASSICAL, key=psnr.get)
+        versus = best if card['versus'] == 'best classical' else card['versus']
+        rows.append([row['family'], str(row['period']), b0_text(row['b0'])]
+                    + [f'**{psnr[m]:.2f}**' if m == best else f'{psnr[m]:.2f}' for m in CLASSICAL]
+                    + [f'{psnr[method]:.2f}', f'{psnr[method] - psnr[versus]:+.2f} ({versus})'])
+    return table(['family', 'period', 'LR noise', *CLASSICAL, card['name'], 'margin'], rows)
+
+
+def card_page(card: dict) -> str:
+    h = card['headline']
+    trained = card['trained_on']
+    parts = [
+        f"# {card['name']}: {card['network']}", '',
+        f"{card['role'][0].upper()}{card['role'][1:]}. {card['parameters'] / 1e6:.2f} M parameters, "
+        f"{card['bytes'] / 1e6:.2f} MB. Packaged by {machine_line(card)}.", '',
+        '## Use', '',
+        f"- `xfusion fuse --lr ... --hr ... --period P --out ... --model {card['name']}`"
+        + (' (the default without `--model`)' if card['method'] == 'stf' else ''),
+        f"- fine-tune on your own sequences: `path.pretrain_network_g: {card['name']}` in a training option file "
+        '(its `network_g` is taken from the packaged model when the file gives none)', '',
+        '## Training', '',
+        f"Recipe `{card['recipe']}`, {card['total_iter']} iterations, training seed {card['manual_seed']}; "
+        f"the options of the run are `options.yml` beside the weights. Retrain with `{card['retrain']}`.", '',
+        'Training data (scene families never used for validation or test):', '', *trained_on_text(trained)]
+    if card['validation']:
+        v = card['validation']
+        scores = ', '.join(f'{m} {p:.2f} dB' for m, p in v['psnr'].items())
+        parts += ['', f"Chosen over the other key-frame networks on the validation families "
+                  f"({', '.join(v['families'])}; period {v['setting']['period']}, LR noise b0 {v['setting']['b0']}, "
+                  f"mean PSNR over non-key frames): {scores}."]
+    parts += ['', '## Test families', '',
+              f"Scene families {', '.join(card['test']['families'])} (`{card['test']['data']}`), never used for "
+              f"training or for a choice; mean PSNR (dB) over the non-key frames, {card['test']['convention']} "
+              f"convention, lr_sep {card['test']['lr_sep']}; the best classical baseline in bold. In the demo "
+              f"setting (period {h['period']}, LR noise b0 {h['b0']}, all test sequences): {h['psnr']:.2f} dB "
+              f"against {h['baseline']} {h['baseline_psnr']:.2f} dB.", '', card_table(card), '',
+              '## Limits', '', *[f'- {limit}' for limit in card['limits']]]
+    return '\n'.join(parts) + '\n'
+
+
+def models_section() -> str:
+    models = packaged_models()
+    if not models:
+        return f"None packaged yet: `{MAKE['models']}` writes them."
+    rows = []
+    for name, model in models.items():
+        card, h = model.card, model.card['headline']
+        rows.append([f"[{name}](../xfusion/pretrained/{name}/card.md)", card['network'], card['role'],
+                     f"{card['bytes'] / 1e6:.2f}", f"{h['psnr']:.2f}", f"{h['baseline']} {h['baseline_psnr']:.2f}"])
+    first = next(iter(models.values())).card
+    return (f"{machine_line(first)}. The networks inside the package (`xfusion models`), on the test families in "
+            f"the demo setting (period {first['headline']['period']}, LR noise b0 {first['headline']['b0']}); "
+            "each card holds the whole period x noise table.\n\n"
+            + table(['model', 'network', 'what it is', 'MB', 'PSNR (dB)', 'against'], rows))
+
+
 # ---------------------------------------------------------------------------------------------- the pages
 
 
@@ -319,6 +398,7 @@ def results_page() -> str:
         '[experiments.md](experiments.md).', '',
         '## The demo networks against the classical baselines', '', demo_section(demo), '',
         '## The recipes over three training seeds', '', seeds_section(seeds), '',
+        '## The packaged models', '', models_section(), '',
         '## Checking a fusion without ground truth', '', trust_section(trust), '',
         '## Speed and memory (`xfusion bench`)', '', bench_section(bench), '',
     ])
@@ -356,15 +436,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--check', action='store_true', help='only compare; exit 1 when a page is out of date')
     args = parser.parse_args(argv)
-    pages = {PAGE: results_page(), README: with_blocks(README.read_text(), readme_blocks())}
+    pages = {PAGE: results_page(), README: with_blocks(README.read_text(), readme_blocks()),
+             **{model.card_page: card_page(model.card) for model in packaged_models().values()}}
     stale = [path for path, text in pages.items() if not path.is_file() or path.read_text() != text]
     if args.check:
         for path in stale:
-            print(f'{path.relative_to(ROOT)} is out of date: run python benchmarks/render_results.py', file=sys.stderr)
+            print(f'{path} is out of date: run python benchmarks/render_results.py', file=sys.stderr)
         return 1 if stale else 0
     for path in stale:
         path.write_text(pages[path])
-        print(f'wrote {path.relative_to(ROOT)}')
+        print(f'wrote {path}')
     return 0
 
 

@@ -10,6 +10,7 @@ import yaml
 from helpers import HANG_GUARD_S, ROOT
 from xfusion.commands.bench import case_key, cases_for, run_case, table
 from xfusion.options import packaged_option_file
+from xfusion.pretrained import packaged_models
 
 TINY_NET = dict(type='EDVRSTF', num_feat=8, deformable_groups=2, num_extract_block=1, num_reconstruct_block=1,
                 hr_encoder='unshuffle', base='key_blend')
@@ -90,7 +91,7 @@ def test_a_failed_case_is_reported_and_the_others_compared():
 
 
 @pytest.mark.slow
-def test_bench_runs_from_an_installed_package_without_the_source_tree(tmp_path):
+def test_bench_and_the_packaged_models_work_from_an_installed_package_without_the_source_tree(tmp_path):
     source = tmp_path / 'source'  # what a source distribution holds, built into a wheel and installed
     for name in ('setup.py', 'pyproject.toml', 'README.md', 'requirements.txt', 'requirements-test.txt'):
         shutil.copy(ROOT / name, source / name if source.exists() else (source.mkdir() or source / name))
@@ -117,3 +118,13 @@ def test_bench_runs_from_an_installed_package_without_the_source_tree(tmp_path):
     results = json.loads((work / 'b.json').read_text())['results']
     assert {r['mode'] for r in results} == {'per_window', 'cached', 'train'}
     assert all(r.get('seconds_per_frame', r.get('seconds_per_iter')) > 0 for r in results)
+    # the packaged networks travel in the wheel: listed, their cards shown, loaded by name from the install
+    first, last = list(packaged_models())[0], list(packaged_models())[-1]
+    models = subprocess.run([sys.executable, '-m', 'xfusion', 'models', first], cwd=work, env=env,
+                            capture_output=True, text=True, timeout=HANG_GUARD_S)
+    assert models.returncode == 0 and str(site / 'xfusion' / 'pretrained' / first) in models.stdout, models.stderr
+    load = ('from xfusion.checkpoint import load_network; '
+            f'print(sum(p.numel() for p in load_network("{last}")[0].parameters()))')
+    loaded = subprocess.run([sys.executable, '-c', load], cwd=work, env=env, capture_output=True, text=True,
+                            timeout=HANG_GUARD_S)
+    assert loaded.returncode == 0 and int(loaded.stdout) > 1000, loaded.stderr

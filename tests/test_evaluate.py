@@ -77,7 +77,7 @@ def test_every_baseline_gives_the_hr_shape_and_dtype(xray_root):
 
 def test_missing_checkpoint_and_bad_options_are_one_line_errors(xray_root, tmp_path, capsys):
     out = tmp_path / 'e'
-    assert main(['evaluate', '--data', str(xray_root), '--out', str(out), '--methods', 'bicubic,stf']) == 2
+    assert main(['evaluate', '--data', str(xray_root), '--out', str(out), '--methods', 'bicubic,lr_only']) == 2
     assert main(['evaluate', '--data', str(xray_root), '--out', str(out), '--methods', 'bicubic,magic']) == 2
     assert main(['evaluate', '--data', str(xray_root), '--out', str(out), '--period', '40']) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -4,7 +4,8 @@ A checkpoint ``experiments/<name>/models/net_g_*.pth`` brings its network option
 option file is given: first from the options the run really used (``models/options.yml``, written
 beside the checkpoints, ``--force_yml`` overrides included), else from the option file BasicSR
 copied into the experiment folder (older experiments). Checkpoints of the original XFusion
-``EDVRSTF`` load as they are.
+``EDVRSTF`` load as they are. ``load_network`` takes a packaged model's name (``xfusion.pretrained``) as well as
+a path.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from basicsr.archs import build_network
 from xfusion.archs.legacy import rename_parameters, upgrade_network_options
 from xfusion.errors import InputError
 from xfusion.options import EFFECTIVE_OPTIONS, load_option_file
+from xfusion.pretrained import model_file
 
 
 class CheckpointError(InputError):
@@ -86,7 +88,9 @@ def check_layout(net: torch.nn.Module, state: dict, checkpoint: str | Path) -> N
 
 def load_network(checkpoint: str | Path, option_file: str | Path | None = None,
                  device: str | torch.device = 'cpu', **overrides) -> tuple[torch.nn.Module, dict]:
-    """Build the network of a checkpoint and load its weights strictly; returns (net in eval mode, network options)."""
+    """Build the network of a checkpoint (a path, or a packaged model's name) and load its weights strictly;
+    returns (net in eval mode, network options)."""
+    checkpoint = model_file(checkpoint)
     option_file = option_file or find_option_file(checkpoint)
     net_opt = {**network_options(option_file), **overrides}
     state, _ = state_dict_of(checkpoint)

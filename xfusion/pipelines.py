@@ -28,9 +28,11 @@ from basicsr.utils import get_env_info, get_root_logger, get_time_str, make_exp_
 from basicsr.utils.options import dict2str
 from basicsr.utils.options import parse_options as basicsr_parse_options
 
+from xfusion.checkpoint import network_options
 from xfusion.errors import InputError
 from xfusion.options import load_option_file
 from xfusion.options_check import check_options
+from xfusion.pretrained import packaged_models
 
 
 def check_command_line(argv: list[str]) -> None:
@@ -81,10 +83,24 @@ def parse_checked_options(root_path: str, is_train: bool = True) -> tuple[dict, 
     with argparse_errors_as_input_errors():
         opt, args = basicsr_parse_options(root_path, is_train)
     opt['root_path'] = root_path
+    start_from_packaged_model(opt)
     if not is_train:
         prepare_test_options(opt, root_path)
     check_options(opt)
     return opt, args
+
+
+def start_from_packaged_model(opt: dict) -> None:
+    """``path.pretrain_network_g: propstf`` (a packaged model's name, not a file): fine-tune from its weights, with
+    its ``network_g`` when the option file gives none."""
+    name = (opt.get('path') or {}).get('pretrain_network_g')
+    if not isinstance(name, str) or osp.exists(name) or name not in packaged_models():
+        return
+    model = packaged_models()[name]
+    opt['path']['pretrain_network_g'] = str(model.checkpoint)
+    opt['path'].setdefault('param_key_g', 'params')
+    if not opt.get('network_g'):
+        opt['network_g'] = network_options(model.option_file)
 
 
 def newest_checkpoint(models_dir: str) -> str | None:

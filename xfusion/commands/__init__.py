@@ -13,7 +13,7 @@ import sys
 
 from xfusion.errors import InputError
 
-COMMANDS = ('synth', 'reds-gray', 'register', 'fuse', 'check', 'evaluate', 'bench', 'info')
+COMMANDS = ('synth', 'reds-gray', 'register', 'fuse', 'check', 'evaluate', 'models', 'bench', 'info')
 
 
 def build_parser() -> argparse.ArgumentParser:

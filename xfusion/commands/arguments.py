@@ -10,6 +10,7 @@ from xfusion.baselines import BASELINES
 from xfusion.errors import InputError
 from xfusion.fusion.config import RECOMMENDED, RunOptions, SourceOptions
 from xfusion.inference import PRECISIONS
+from xfusion.pretrained import recommended_model
 
 _NAME = re.compile(r'[A-Za-z_][A-Za-z0-9_.-]*')
 
@@ -56,8 +57,8 @@ def add_run_arguments(parser: argparse.ArgumentParser, batch: int = 1, tiles: bo
 def add_network_arguments(parser: argparse.ArgumentParser) -> None:
     """Networks by method name, and which methods to run."""
     parser.add_argument('--model', action='append', metavar='[NAME=]CKPT',
-                        help=f'a network checkpoint, as the method NAME (plain CKPT: the method {RECOMMENDED}); '
-                             'repeatable')
+                        help=f'a network checkpoint or a packaged model (xfusion models), as the method NAME (plain '
+                             f'CKPT: the method {RECOMMENDED}); repeatable. Default: the packaged recommended network')
     parser.add_argument('--opt', action='append', metavar='[NAME=]FILE',
                         help="option file of the network NAME (default: its checkpoint's own options); repeatable")
     parser.add_argument('--methods', default=None,
@@ -88,6 +89,22 @@ def named(values: list[str] | None, flag: str) -> dict[str, str]:
             raise InputError(f'{flag} {value}: {name!r} is a baseline; give the network another name')
         out[name] = rest
     return out
+
+
+def packaged_default(command: str) -> str:
+    """The packaged recommended network, for a command given no ``--model``; says so in one line."""
+    name = recommended_model()
+    print(f'xfusion {command}: no --model given: using the packaged network {name}, trained on synthetic data '
+          f'(its card: xfusion models {name}; fine-tune on your own sequences for the best result)', flush=True)
+    return name
+
+
+def with_default_network(networks: dict[str, str], args: argparse.Namespace, command: str) -> dict[str, str]:
+    """``networks``, or {RECOMMENDED: the packaged network} when none is given and ``--methods`` does not leave
+    the recommended method out."""
+    if networks or (args.methods and RECOMMENDED not in parse_list(args.methods, str)):
+        return networks
+    return {RECOMMENDED: packaged_default(command)}
 
 
 def parse_list(text: str, kind) -> list:

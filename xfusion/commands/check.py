@@ -17,6 +17,7 @@ from xfusion.commands.arguments import (
     named,
     run_options,
     source_options,
+    with_default_network,
 )
 from xfusion.fusion.check import check
 from xfusion.fusion.config import CheckConfig
@@ -37,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    networks = named(args.model, '--model')
+    networks = with_default_network(named(args.model, '--model'), args, 'check')
     config = CheckConfig(sources=source_options(args), out=args.out, networks=networks,
                          options=named(args.opt, '--opt'), methods=methods_of(args, networks),
                          run=run_options(args), convention=args.convention, report=not args.no_report,

@@ -16,6 +16,7 @@ from xfusion.commands.arguments import (
     parse_b0,
     parse_list,
     run_options,
+    with_default_network,
 )
 from xfusion.fusion.config import EvaluateConfig
 from xfusion.fusion.evaluate import evaluate as run_evaluation
@@ -52,7 +53,7 @@ def networks_of(args: argparse.Namespace) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    networks = networks_of(args)
+    networks = with_default_network(networks_of(args), args, 'evaluate')
     methods = methods_of(args, networks)
     config = EvaluateConfig(data=args.data, out=args.out, methods=methods, periods=parse_list(args.period, int),
                             lr_seps=parse_list(args.lr_sep, int), b0s=parse_b0(args.b0), networks=networks,

@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import argparse
 
-from xfusion.commands.arguments import add_experiment_arguments, add_run_arguments, run_options, source_options
+from xfusion.commands.arguments import (
+    add_experiment_arguments,
+    add_run_arguments,
+    packaged_default,
+    run_options,
+    source_options,
+)
 from xfusion.fusion.config import FuseConfig
 from xfusion.fusion.fuse import fuse
 
@@ -19,7 +25,9 @@ HELP = 'fuse a real two-camera experiment into an HR sequence at the LR frame ra
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_experiment_arguments(parser)
-    parser.add_argument('--model', required=True, help='checkpoint (experiments/<name>/models/net_g_*.pth)')
+    parser.add_argument('--model', default=None,
+                        help='checkpoint (experiments/<name>/models/net_g_*.pth) or a packaged model (xfusion models); '
+                             'default: the packaged recommended network')
     parser.add_argument('--opt', default=None, help='option file with network_g (default: the experiment\'s)')
     parser.add_argument('--out', required=True, help='output folder of TIFFs, or file.h5[:/dataset]')
     add_run_arguments(parser)
@@ -39,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = FuseConfig(sources=source_options(args), model=args.model, out=args.out, opt=args.opt,
+    model = args.model or packaged_default('fuse')
+    config = FuseConfig(sources=source_options(args), model=model, out=args.out, opt=args.opt,
                         run=run_options(args, cached=not args.no_cache, compile=args.compile,
                                         channels_last=args.channels_last),
                         maps=args.maps, project=args.project, report=args.report, video=args.video)

@@ -24,6 +24,7 @@ from xfusion.fusion.consistency import PROJECT_THRESHOLD, Z_LABEL, LRConsistency
 from xfusion.fusion.sinks import MapsWriter, StackWriter, Viewer, new_path
 from xfusion.fusion.sources import Experiment
 from xfusion.fusion.streams import FrameCache, check_device, check_tile, network_frames, padded_shape, tile_boxes
+from xfusion.pretrained import model_file
 from xfusion.report import Player, Section, check_video_path, display_window, upsampled, write_report, z_colour
 from xfusion.schedule import FrameSource
 from xfusion.version import __version__
@@ -144,7 +145,7 @@ def sidecar(config: FuseConfig, exp: Experiment, net: torch.nn.Module, net_opt: 
     maps = outputs.maps
     return {
         'software': f'xfusion {__version__}', 'created': time.strftime('%Y-%m-%d %H:%M:%S'),
-        'model': str(Path(config.model).resolve()), 'network': net_opt,
+        'model': str(model_file(config.model).resolve()), 'network': net_opt,
         'inputs': exp.inputs_record(), 'schedule': exp.schedule_record(),
         'time_matching': exp.time_matching_record(),
         'transform': transform and json.loads(Path(transform).read_text()),
