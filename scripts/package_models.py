@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'benchmarks'))
@@ -64,6 +65,7 @@ def limits(name: str) -> list[str]:
         'Grayscale, x4 between the two cameras, registered frames (`xfusion register` for real cameras).',
         'Trained at the key-frame periods and LR noise given under Training; beyond them it extrapolates.',
     ]
+RUN_FOLDERS = ('experiments_root', 'models', 'training_states', 'log', 'visualization', 'results_root')
 REFERENCE_CROP = dict(sequence='seq_000', frames=13, period=6, lr_box=(4, 20, 4, 20))  # 16x16 LR, 64x64 HR
 
 
@@ -129,6 +131,14 @@ def write_reference(name: str, model_dir: Path) -> Path:
     return path
 
 
+def portable_options(options: dict) -> str:
+    """The options of the training run, without the folders BasicSR set on the machine that ran it."""
+    options = json.loads(json.dumps(options))  # plain dicts and lists
+    options['path'] = {k: v for k, v in options['path'].items() if k not in RUN_FOLDERS}
+    return ('# The options of the training run that made these weights (scripts/package_models.py); network_g\n'
+            '# rebuilds the network, the rest says how it was trained.\n' + yaml.safe_dump(options, sort_keys=False))
+
+
 def package(method: str, network_key: str, checkpoint: str, results: dict, choice: dict) -> str:
     """The demo's network ``network_key`` (evaluated as ``method``) into xfusion/pretrained/<name>/; its name."""
     models_dir = (ROOT / checkpoint).parent
@@ -140,7 +150,7 @@ def package(method: str, network_key: str, checkpoint: str, results: dict, choic
     folder.mkdir(parents=True)
     state, _ = state_dict_of(ROOT / checkpoint)
     torch.save({'params': state}, folder / WEIGHTS)
-    shutil.copy(models_dir / OPTIONS, folder / OPTIONS)
+    (folder / OPTIONS).write_text(portable_options(options))
     role, versus = ROLE[method]
     recipe = demo.NETWORKS[network_key][1][-1]
     card = {
