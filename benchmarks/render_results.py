@@ -29,6 +29,7 @@ MAKE = {
     'bench': 'xfusion bench --quick --out docs/results/bench.json',
     'seeds': 'make demo && python benchmarks/seed_table.py',
     'models': 'python scripts/package_models.py',
+    'fuse_scaling': 'python benchmarks/fuse_scaling.py',
 }
 
 
@@ -385,11 +386,37 @@ def models_section() -> str:
             + table(['model', 'network', 'what it is', 'MB', 'PSNR (dB)', 'against'], rows))
 
 
+# ---------------------------------------------------------------------------------------------- fuse over ranks
+
+
+def fuse_scaling_section(record: dict | None) -> str:
+    if record is None:
+        return f"Not measured yet: `{MAKE['fuse_scaling']}` writes `docs/results/fuse_scaling.json`."
+    r, m = record['recording'], record['manifest']
+    rows = [[f"one recording: {r['frames']} frames, HR {r['hr_size'][0]}x{r['hr_size'][1]}, key frames every "
+             f"{r['period']} ({r['segments']} segments)", f"{r['one_process_s']:.1f}", f"{r['two_processes_s']:.1f}",
+             f"{r['ratio']:.2f}"],
+            [f"a manifest of {m['experiments']} experiments of {m['frames_each']} frames", f"{m['one_process_s']:.1f}",
+             f"{m['two_processes_s']:.1f}", f"{m['ratio']:.2f}"]]
+    same = 'identical' if r['identical'] else '**not identical**'
+    stage = r['fusion_stage_s']
+    rows.insert(1, ['the fusion stage of that recording alone (without each process\'s start-up)', f'{stage[0]:.1f}',
+                    f'{stage[1]:.1f}', f'{stage[1] / stage[0]:.2f}'])
+    return (f"{machine_line(record)}. `xfusion fuse` with the {record['model']} network: wall time of the whole "
+            f"command, {record['threads_per_process']} torch thread per process, the fastest of {record['repeats']} "
+            f"runs; two processes by `torchrun --nproc_per_node=2 -m xfusion fuse`. The frames two processes wrote "
+            f"are {same} to those of one. The start-up every process makes (imports, the network, the camera fit) and "
+            f"torchrun's own keep the whole command above half; a manifest's experiments go whole to one rank each, "
+            f"so {m['experiments']} experiments on 2 ranks take at best two thirds of the time.\n\n"
+            + table(['what', '1 process (s)', '2 processes (s)', 'ratio'], rows))
+
+
 # ---------------------------------------------------------------------------------------------- the pages
 
 
 def results_page() -> str:
     demo, trust, bench, seeds = load('demo'), load('trust'), load('bench'), load('seeds')
+    scaling = load('fuse_scaling')
     return '\n'.join([
         '# Results', '',
         'Every table on this page is rendered by `python benchmarks/render_results.py` from a record in '
@@ -401,6 +428,7 @@ def results_page() -> str:
         '## The packaged models', '', models_section(), '',
         '## Checking a fusion without ground truth', '', trust_section(trust), '',
         '## Speed and memory (`xfusion bench`)', '', bench_section(bench), '',
+        '## Fusion over several processes', '', fuse_scaling_section(scaling), '',
     ])
 
 

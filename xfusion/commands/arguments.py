@@ -30,12 +30,12 @@ def add_schedule_arguments(parser: argparse.ArgumentParser) -> None:
                              'gives, else the dtype range; [0, 1] for transmissions)')
 
 
-def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
+def add_experiment_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
     """The sources, the schedule, the registration and the LR camera's noise of a real experiment."""
-    parser.add_argument('--lr', required=True,
+    parser.add_argument('--lr', required=required,
                         help='LR frames: a folder, a multi-page TIFF, file.h5[:/dataset] (DataExchange: flat/dark '
                              'corrected), a Photron x.cih/x.cihx (+ x.mraw) or a Phantom x.cine')
-    parser.add_argument('--hr', required=True, help='HR key frames only (same kinds of source)')
+    parser.add_argument('--hr', required=required, help='HR key frames only (same kinds of source)')
     add_schedule_arguments(parser)
     parser.add_argument('--transform', default=None, help='JSON from xfusion register (HR camera -> x4 LR grid)')
     parser.add_argument('--lr-sep', type=int, default=1, help='LR frame separation r (frames t-r, t, t+r)')
@@ -91,11 +91,13 @@ def named(values: list[str] | None, flag: str) -> dict[str, str]:
     return out
 
 
-def packaged_default(command: str) -> str:
-    """The packaged recommended network, for a command given no ``--model``; says so in one line."""
+def packaged_default(command: str, quiet: bool = False) -> str:
+    """The packaged recommended network, for a command given no ``--model``; says so in one line (unless
+    ``quiet``: the other ranks of a torchrun run)."""
     name = recommended_model()
-    print(f'xfusion {command}: no --model given: using the packaged network {name}, trained on synthetic data '
-          f'(its card: xfusion models {name}; fine-tune on your own sequences for the best result)', flush=True)
+    if not quiet:
+        print(f'xfusion {command}: no --model given: using the packaged network {name}, trained on synthetic data '
+              f'(its card: xfusion models {name}; fine-tune on your own sequences for the best result)', flush=True)
     return name
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import zlib
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from xfusion.errors import InputError
-from xfusion.io.frames import H5_SUFFIXES, split_h5_spec, write_frame
+from xfusion.io.frames import H5_SUFFIXES, read_frame, split_h5_spec, write_frame
 from xfusion.options_check import check_writable
 from xfusion.report import Player, VideoWriter
 
@@ -47,13 +48,20 @@ def _remove(path: Path) -> None:
 
 
 class StackWriter:
-    """Fused frames to a TIFF folder or an HDF5 dataset (``file.h5[:/dataset]``, default ``/exchange/data``).
+    """Fused frames to a TIFF folder or an HDF5 dataset (``file.h5[:/dataset]``, default ``/exchange/data``), from
+    one process or several, resumable after a kill.
 
-    ``check`` (before anything is made) refuses an output that exists or cannot be written; ``open`` makes the
-    temporary output; ``add`` writes a frame on a background thread (one write in flight, so that writing overlaps
-    the next frame's compute); ``close`` renames the output into place and writes the sidecar and the files that
-    go beside it; ``abort`` waits for the write in flight, then removes the temporary output.
+    ``__init__`` (before anything is made) refuses an output that exists or cannot be written. The frames go to
+    files in ``<out>.partial/`` as they are fused: TIFFs for a folder output, ``.npy`` for an HDF5 one, each written
+    on a thread while the network computes the next frame. Several ranks write into the same folder, each its own
+    frames. ``record`` notes a finished segment of time steps in ``<out>.partial/.progress/`` (each file's size and
+    CRC-32, the segment's consistency rows); ``completed`` gives back the segments a killed run finished whose
+    files still match their record. ``close`` (one rank): an HDF5 output is assembled from the frame files by this
+    one writer (h5py writes a file from one process unless built with MPI), then the output is renamed into place
+    and the sidecar and the files that go beside it are written. ``abort`` removes the partial output.
     """
+
+    PROGRESS = '.progress'
 
     def __init__(self, spec: str):
         path, self.dataset = split_h5_spec(spec)
@@ -63,25 +71,35 @@ class StackWriter:
         if self.is_h5 and not self.dataset:
             self.dataset = '/exchange/data'
         self.tmp = self.path.with_name(self.path.name + '.partial')
+        self.progress = self.tmp / self.PROGRESS
         self._pool: ThreadPoolExecutor | None = None
         self._pending: Future | None = None
 
-    def open(self, num_frames: int, shape: tuple[int, int], dtype: np.dtype) -> None:
-        _remove(self.tmp)  # what an interrupted run left
-        if self.is_h5:
-            import h5py
-            self._file = h5py.File(self.tmp, 'w')
-            self._data = self._file.create_dataset(self.dataset, (num_frames, *shape), dtype=dtype,
-                                                   chunks=(1, *shape))
-        else:
-            self.tmp.mkdir()
+    def prepare(self, fingerprint: dict) -> bool:
+        """Keep what a killed run of the same fusion (``fingerprint``: its inputs, network and settings) left in
+        ``<out>.partial``, else start it empty; whether something was kept. On one rank, before the others write."""
+        run_file = self.progress / 'run.json'
+        text = json.dumps(fingerprint, sort_keys=True, default=str)
+        if self.tmp.is_dir() and run_file.is_file() and run_file.read_text() == text:
+            return True
+        _remove(self.tmp)  # another fusion's leftovers, or an older version's
+        self.progress.mkdir(parents=True)
+        run_file.write_text(text)
+        return False
+
+    def start(self) -> None:
+        """Ready to write frames (every rank)."""
         self._pool = ThreadPoolExecutor(1)
 
+    def frame_path(self, t: int) -> Path:
+        return self.tmp / (f'{t:08d}.npy' if self.is_h5 else f'{t:08d}.tif')
+
     def _write(self, t: int, frame: np.ndarray) -> None:
+        path = self.frame_path(t)
         if self.is_h5:
-            self._data[t] = frame
+            np.save(path, frame)
         else:
-            write_frame(self.tmp / f'{t:08d}.tif', frame)
+            write_frame(path, frame)
 
     def _wait(self) -> None:
         pending, self._pending = self._pending, None
@@ -92,50 +110,111 @@ class StackWriter:
         self._wait()
         self._pending = self._pool.submit(self._write, t, frame)
 
+    def read(self, t: int) -> np.ndarray:
+        """A frame as it was written."""
+        path = self.frame_path(t)
+        return np.load(path) if self.is_h5 else read_frame(path)
+
+    def record(self, segment: tuple[int, int], rows: list[dict], files: list[Path]) -> None:
+        """Note that ``segment`` = [start, stop) is written: ``files`` (its frames, and maps) with their sizes and
+        CRC-32, and its consistency ``rows``. Written after the files, and atomically: a segment without a whole
+        record is done again."""
+        self._wait()
+        record = {'segment': list(segment), 'rows': rows,
+                  'files': {os.path.relpath(p, self.path.parent): [p.stat().st_size, _crc32(p)] for p in files}}
+        path = self.progress / f'{segment[0]:08d}-{segment[1]:08d}.json'
+        tmp = path.with_name(path.name + f'.tmp{os.getpid()}')
+        tmp.write_text(json.dumps(record))
+        os.replace(tmp, path)
+
+    def completed(self) -> dict[tuple[int, int], list[dict]]:
+        """{segment: its consistency rows} of every recorded segment whose files are all there, unchanged."""
+        done = {}
+        for path in sorted(self.progress.glob('*-*.json')):
+            record = json.loads(path.read_text())
+            files = [(self.path.parent / name, size, crc) for name, (size, crc) in record['files'].items()]
+            if all(p.is_file() and p.stat().st_size == size and _crc32(p) == crc for p, size, crc in files):
+                done[tuple(record['segment'])] = record['rows']
+        return done
+
     def sidecar_path(self) -> Path:
-        return self.path.with_name(self.path.name + '.json') if self.is_h5 else self.path / 'xfusion.json'
+        return sidecar_path_of(self.path)
 
     def beside(self, name: str) -> Path:
         """Where a file that goes with the output lives: in the folder, or ``out.h5.<name>`` beside the file."""
         return self.path.with_name(f'{self.path.name}.{name}') if self.is_h5 else self.path / name
 
-    def close(self, sidecar: dict, files: dict[str, str] | None = None) -> None:
-        """Rename into place, then write the sidecar and ``files`` ({name: text}) beside the output."""
-        self._wait()
-        self._pool.shutdown()
+    def stop(self) -> None:
+        """This rank's writes are done (the last one finished)."""
+        if self._pool is not None:
+            self._wait()
+            self._pool.shutdown()
+            self._pool = None
+
+    def close(self, sidecar: dict, num_frames: int, files: dict[str, str] | None = None) -> None:
+        """Put the output in place (an HDF5 file assembled from the frames first), then write the sidecar and
+        ``files`` ({name: text}) beside it."""
+        self.stop()
+        shutil.rmtree(self.progress)
         if self.is_h5:
-            self._data.attrs['xfusion'] = json.dumps(sidecar)
-            self._file.close()
-        os.replace(self.tmp, self.path)
+            import h5py
+            assembling = self.path.with_name(self.path.name + '.assembling')
+            first = self.read(0)
+            with h5py.File(assembling, 'w') as f:
+                data = f.create_dataset(self.dataset, (num_frames, *first.shape), dtype=first.dtype,
+                                        chunks=(1, *first.shape))
+                for t in range(num_frames):
+                    data[t] = self.read(t)
+                data.attrs['xfusion'] = json.dumps(sidecar)
+            os.replace(assembling, self.path)
+            _remove(self.tmp)
+        else:
+            os.replace(self.tmp, self.path)
         self.sidecar_path().write_text(json.dumps(sidecar, indent=2))
         for name, text in (files or {}).items():
             self.beside(name).write_text(text)
 
     def abort(self) -> None:
+        """Remove the partial output, after the write in flight (a failed run leaves nothing)."""
         if self._pool is not None:
             try:
                 self._wait()  # a write still in flight would make the folder again after it is removed
             except Exception:  # the run already failed; its own error is the one to report
                 pass
             self._pool.shutdown()
-        if self.is_h5 and getattr(self, '_file', None) is not None:
-            self._file.close()
+        _remove(self.path.with_name(self.path.name + '.assembling'))
         _remove(self.tmp)
 
 
+def sidecar_path_of(out: str | Path) -> Path:
+    """The JSON sidecar of a fused output: ``out/xfusion.json``, or ``out.h5.json`` beside an HDF5 file."""
+    path, _ = split_h5_spec(out)
+    return path.with_name(path.name + '.json') if path.suffix.lower() in H5_SUFFIXES else path / 'xfusion.json'
+
+
+def _crc32(path: Path) -> int:
+    return zlib.crc32(path.read_bytes())
+
+
 class MapsWriter:
-    """The per-frame LR-consistency maps in a new folder (``--maps``): float32 TIFF at LR resolution."""
+    """The per-frame LR-consistency maps in a new folder (``--maps``): float32 TIFF at LR resolution, written into
+    ``<maps>.partial/`` by every rank (kept with the frames' partial output after a kill), renamed at the end."""
 
     def __init__(self, path: Path):
         self.path = path
         self.tmp = path.with_name(path.name + '.partial')
 
-    def open(self) -> None:
-        _remove(self.tmp)
-        self.tmp.mkdir()
+    def prepare(self, keep: bool) -> None:
+        """Keep the maps of a killed run that is resumed, else start empty (one rank)."""
+        if not keep:
+            _remove(self.tmp)
+        self.tmp.mkdir(exist_ok=True)
+
+    def path_of(self, t: int) -> Path:
+        return self.tmp / f'{t:08d}.tif'
 
     def add(self, t: int, z: np.ndarray) -> None:
-        write_frame(self.tmp / f'{t:08d}.tif', z)
+        write_frame(self.path_of(t), z)
 
     def close(self) -> None:
         os.replace(self.tmp, self.path)
