@@ -71,6 +71,7 @@ class StackWriter:
         if self.is_h5 and not self.dataset:
             self.dataset = '/exchange/data'
         self.tmp = self.path.with_name(self.path.name + '.partial')
+        self.assembling = self.path.with_name(self.path.name + '.assembling')  # an HDF5 output, being put together
         self.progress = self.tmp / self.PROGRESS
         self._pool: ThreadPoolExecutor | None = None
         self._pending: Future | None = None
@@ -80,6 +81,7 @@ class StackWriter:
         ``<out>.partial``, else start it empty; whether something was kept. On one rank, before the others write."""
         run_file = self.progress / 'run.json'
         text = json.dumps(fingerprint, sort_keys=True, default=str)
+        _remove(self.assembling)  # a run killed while putting an HDF5 output together
         if self.tmp.is_dir() and run_file.is_file() and run_file.read_text() == text:
             return True
         _remove(self.tmp)  # another fusion's leftovers, or an older version's
@@ -153,22 +155,21 @@ class StackWriter:
 
     def close(self, sidecar: dict, num_frames: int, files: dict[str, str] | None = None) -> None:
         """Put the output in place (an HDF5 file assembled from the frames first), then write the sidecar and
-        ``files`` ({name: text}) beside it."""
+        ``files`` ({name: text}) beside it. The records go last: a run killed while assembling is resumed."""
         self.stop()
-        shutil.rmtree(self.progress)
         if self.is_h5:
             import h5py
-            assembling = self.path.with_name(self.path.name + '.assembling')
             first = self.read(0)
-            with h5py.File(assembling, 'w') as f:
+            with h5py.File(self.assembling, 'w') as f:
                 data = f.create_dataset(self.dataset, (num_frames, *first.shape), dtype=first.dtype,
                                         chunks=(1, *first.shape))
                 for t in range(num_frames):
                     data[t] = self.read(t)
                 data.attrs['xfusion'] = json.dumps(sidecar)
-            os.replace(assembling, self.path)
+            os.replace(self.assembling, self.path)
             _remove(self.tmp)
         else:
+            shutil.rmtree(self.progress)
             os.replace(self.tmp, self.path)
         self.sidecar_path().write_text(json.dumps(sidecar, indent=2))
         for name, text in (files or {}).items():
@@ -182,7 +183,7 @@ class StackWriter:
             except Exception:  # the run already failed; its own error is the one to report
                 pass
             self._pool.shutdown()
-        _remove(self.path.with_name(self.path.name + '.assembling'))
+        _remove(self.assembling)
         _remove(self.tmp)
 
 
