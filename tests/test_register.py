@@ -13,6 +13,7 @@ from xfusion.commands import main
 from xfusion.io.frames import write_frame
 from xfusion.registration import (
     REQUIRED_KEYS,
+    decompose,
     estimate_transform,
     load_transform,
     save_transform,
@@ -53,11 +54,12 @@ def _centred_shift(scale: float, deg: float, offset: tuple[float, float], hr_sha
 
 
 def _pair(scale: float, deg: float, shift: tuple[float, float], hr_shape=(GRID, GRID), seed: int = 0,
-          gain: float = 1.0, offset: float = 0.0, frames: int = 1) -> dict:
-    """LR frame(s) (4x4 area average of the grid image) and HR-camera frame(s) with a known transform, noisy."""
+          gain: float = 1.0, offset: float = 0.0, frames: int = 1, truth: np.ndarray | None = None) -> dict:
+    """LR frame(s) (4x4 area average of the grid image) and HR-camera frame(s) with a known transform (a
+    similarity, or any 2x3 ``truth``), noisy."""
     world = _world(seed)
     grid = world[PAD:PAD + GRID, PAD:PAD + GRID]
-    truth = _matrix(scale, deg, shift)  # HR pixel -> grid pixel
+    truth = _matrix(scale, deg, shift) if truth is None else truth  # HR pixel -> grid pixel
     to_world = truth.copy()
     to_world[:, 2] += PAD
     # inverse map: HR pixel (x, y) shows the world at truth @ (x, y, 1)
@@ -239,3 +241,86 @@ def test_cli_bad_input_returns_2_and_writes_nothing(tmp_path, capsys, problem):
     assert len(err.splitlines()) == 1 and err.startswith('xfusion register: error:')
     assert ('nope.png' in err) if problem == 'missing' else ('png' in err)
     assert not out.exists() and not out.parent.exists()
+
+
+def _camera_matrix(sx: float, sy: float, deg: float, mirrored: bool, shear: float = 0.0,
+                   hr_shape=(GRID, GRID), offset=(3.0, -2.0)) -> np.ndarray:
+    """HR pixel -> grid map of a camera with a scale per axis, shear, a rotation and a left-right mirror, its
+    centre ``offset`` grid pixels from the grid's."""
+    th = math.radians(deg)
+    a = np.array([[math.cos(th), -math.sin(th)], [math.sin(th), math.cos(th)]]) @ np.array([[sx, shear * sy],
+                                                                                             [0.0, sy]])
+    if mirrored:
+        a = a @ np.diag([-1.0, 1.0])
+    centre = np.array([(hr_shape[1] - 1) / 2, (hr_shape[0] - 1) / 2])
+    t = np.array([(GRID - 1) / 2, (GRID - 1) / 2]) + np.array(offset) - a @ centre
+    return np.hstack([a, t[:, None]])
+
+
+def _field_error(matrix, truth, hr_shape=(GRID, GRID)) -> float:
+    """The largest distance, in x4-grid pixels, between where two maps put HR pixels, over the HR frame."""
+    h, w = hr_shape
+    points = np.array([[x, y, 1.0] for x in np.linspace(0, w - 1, 9) for y in np.linspace(0, h - 1, 9)]).T
+    return float(np.hypot(*((np.asarray(matrix) - truth) @ points)).max())
+
+
+CAMERAS = {  # (sx, sy, rotation, mirrored, shear), the model auto must choose
+    'mirrored': ((1.0, 1.0, 0.5, True, 0.0), 'similarity'),
+    'anisotropic': ((1.02, 1.0, -1.0, False, 0.0), 'affine'),
+    'anisotropic-mirrored-sheared': ((1.01, 0.99, 0.5, True, 0.004), 'affine'),
+}
+
+
+@pytest.mark.parametrize('name', list(CAMERAS))
+def test_mirrored_and_anisotropic_cameras_are_recovered_and_auto_chooses_the_model(name):
+    (sx, sy, deg, mirrored, shear), model = CAMERAS[name]
+    truth = _camera_matrix(sx, sy, deg, mirrored, shear)
+    data = _pair(1, 0, (0, 0), seed=3, truth=truth)
+    t = estimate_transform(data['lr'], data['hr'])
+    assert t['model'] == model and t['mirrored'] is mirrored and t['fit'] == 'ok'
+    assert _field_error(t['matrix'], truth) < 0.2  # x4-grid pixels, anywhere in the field
+    assert t['scale_xy'] == pytest.approx([sx, sy], abs=0.001) and abs(t['rotation_deg'] - deg) < 0.05
+    assert abs(t['shear'] - shear) < 0.001 and t['residual'] < 1.5 * t['noise']
+    assert np.allclose(decompose(t['matrix'])['scale_xy'], t['scale_xy'])
+    if model == 'affine':  # one scale cannot put the field's corners in place
+        similarity = estimate_transform(data['lr'], data['hr'], 'similarity')
+        assert similarity['model'] == 'similarity' and _field_error(similarity['matrix'], truth) > 1.0
+        assert t['residual_affine'] < t['residual_similarity']
+
+
+def test_auto_keeps_the_similarity_of_a_similar_camera(recovered):
+    for name in ('identity', 'brief', 'large-rotation'):
+        data, t = recovered[name]
+        assert t['model'] == 'similarity' and not t['mirrored'] and t['fit'] == 'ok', name
+        assert t['scale_xy'][0] == pytest.approx(t['scale_xy'][1]) and abs(t['shear']) < 1e-12
+
+
+def test_decompose_reads_back_what_a_matrix_was_made_of():
+    truth = _camera_matrix(1.03, 0.97, 12.0, True, 0.01)
+    d = decompose(truth)
+    assert d['mirrored'] and d['scale_xy'] == pytest.approx([1.03, 0.97]) and d['shear'] == pytest.approx(0.01)
+    assert d['rotation_deg'] == pytest.approx(12.0) and d['scale'] == pytest.approx(math.sqrt(1.03 * 0.97))
+
+
+def test_frames_no_model_explains_are_refused_unless_kept_and_then_fuse_refuses_them(tmp_path, capsys):
+    one, other = _pair(1, 0, (0, 0), seed=3), _pair(1, 0, (0, 0), seed=5)  # two unrelated scenes
+    t = estimate_transform(one['lr'], other['hr'])
+    assert t['fit'].startswith('failed: residual') and t['residual'] > 2 * t['noise']
+    write_frame(tmp_path / 'lr.tif', np.rint(np.clip(one['lr'], 0, 1) * 65535).astype(np.uint16))
+    write_frame(tmp_path / 'hr.tif', np.rint(np.clip(other['hr'], 0, 1) * 65535).astype(np.uint16))
+    args = ['register', '--lr', str(tmp_path / 'lr.tif'), '--hr', str(tmp_path / 'hr.tif'), '--out',
+            str(tmp_path / 't.json')]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'no transform explains these frames' in err[0] and not (tmp_path / 't.json').exists()
+    assert main(args + ['--keep-failed-fit']) == 0
+    assert 'fuse and check will refuse' in capsys.readouterr().out
+    assert load_transform(tmp_path / 't.json')['fit'].startswith('failed')
+    (tmp_path / 'lr').mkdir()
+    (tmp_path / 'hr').mkdir()
+    for k in range(3):
+        write_frame(tmp_path / 'lr' / f'{k:08d}.tif', np.rint(np.clip(one['lr'], 0, 1) * 65535).astype(np.uint16))
+        write_frame(tmp_path / 'hr' / f'{k:08d}.tif', np.rint(np.clip(other['hr'], 0, 1) * 65535).astype(np.uint16))
+    assert main(['fuse', '--lr', str(tmp_path / 'lr'), '--hr', str(tmp_path / 'hr'), '--period', '1', '--transform',
+                 str(tmp_path / 't.json'), '--out', str(tmp_path / 'fused')]) == 2
+    assert 'its registration failed' in capsys.readouterr().err and not (tmp_path / 'fused').exists()

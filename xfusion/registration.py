@@ -1,9 +1,11 @@
 """Register the HR camera onto the x4-upsampled LR grid.
 
 The two cameras of an experiment see the same sample on different pixel grids. Fusion needs every HR-camera
-frame resampled onto the x4 grid of the LR camera (4h x 4w for an h x w LR frame). This module estimates the
-similarity transform (scale, rotation, shift) between the two cameras from simultaneous frames, stores it as
-JSON and warps HR frames with it.
+frame resampled onto the x4 grid of the LR camera (4h x 4w for an h x w LR frame). This module estimates the map
+between the two cameras from simultaneous frames, a similarity (scale, rotation, shift) or an affine map (a scale
+per axis and shear as well: cameras whose pixels are not square to the same degree), either of them after a
+left-right mirror (two cameras looking at one scintillator through different optics), stores it as JSON and warps
+HR frames with it.
 
 Conventions (those of ``cv2.warpAffine``): pixel (row i, column j) has its centre at (x=j, y=i), so an image of
 width w covers x in [-0.5, w - 0.5]. LR pixel (x, y) covers the 4 x 4 block of x4-grid pixels whose centres are
@@ -20,8 +22,12 @@ s = 1, theta = 0 guess, each completed by a phase-correlation shift) and SIFT ma
 (2) each distinct candidate is refined on blurred images and the one that explains the LR frame best wins;
 (3) final least-squares refinement of (scale, rotation, tx, ty) on the LR grid: the warped HR frame is 4x4 area
 averaged (the LR camera's pixel model) and compared with the LR frame, with an intensity gain and offset fitted
-in closed form, so cameras of different sensitivity register as well. Typical accuracy on a 64 x 64 LR frame of
-a textured scene with noise: ~0.05 % in scale, ~0.03 degree, ~0.1 x4-grid pixel.
+in closed form, so cameras of different sensitivity register as well. Steps (1) to (3) run on the HR frame as it
+is and mirrored left-right; the better fit wins. (4) the affine map, refined from that similarity, is kept where
+the Bayesian information criterion prefers it (``estimate_transform``). A fit whose residual is far above what
+the frames' noise leaves, or whose fields of view overlap too little, is marked failed (``FIT_LIMITS``).
+Typical accuracy on a 64 x 64 LR frame of a textured scene with noise: ~0.05 % in scale, ~0.03 degree, ~0.1
+x4-grid pixel.
 """
 from __future__ import annotations
 
@@ -33,10 +39,16 @@ import cv2
 import numpy as np
 from scipy import ndimage, optimize
 
+from xfusion.baselines.bayes import estimate_noise_var
 from xfusion.camera import SCALE, area_average
 from xfusion.errors import InputError
 
 REQUIRED_KEYS = ('matrix', 'scale', 'rotation_deg', 'shift_xy', 'residual', 'output_shape')
+TRANSFORM_MODELS = ('similarity', 'affine', 'auto')
+# a fit that explains the frame pair: the HR field of view covers this much of the LR frame, and the residual is
+# within this many times what the noise of the two frames leaves (a right fit leaves about 1; a wrong one, or a
+# camera the model cannot describe, leaves the scene's contrast)
+FIT_LIMITS = {'overlap': 0.25, 'residual_over_noise': 2.0}
 _PRE_BLUR = 1.0  # HR pixels, see _Model
 _MIN_OVERLAP = 0.1  # least fraction of LR pixels the HR field of view must cover
 _FD_STEP = 0.5  # finite-difference step, grid pixels: well above the 1/32-pixel quantisation of cv2 warps
@@ -79,6 +91,11 @@ def _similarity(scale: float, theta: float, centre_src: np.ndarray, centre_dst: 
     out[:2, :2] = rot
     out[:2, 2] = np.asarray(centre_dst, float) - rot @ np.asarray(centre_src, float)
     return out
+
+
+def _mirror(shape: tuple[int, ...]) -> np.ndarray:
+    """3x3 map of a left-right mirror of a frame of this shape (pixel x -> width - 1 - x)."""
+    return np.array([[-1.0, 0.0, shape[1] - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
 
 
 def _centre(shape: tuple[int, ...]) -> np.ndarray:
@@ -212,28 +229,40 @@ def _feature_candidate(lr: np.ndarray, hr: np.ndarray) -> np.ndarray | None:
 
 
 class _Model:
-    """LR-grid residual of a similarity (centre-based parameters in x4-grid pixels) for least squares."""
+    """LR-grid residual of a transform, for least squares: a similarity (4 parameters: log-scale, angle, centre),
+    optionally after a left-right mirror of the HR frame, or a general affine map (6 parameters: the 2x2 part and
+    the centre, which mirrors too). Every parameter is in x4-grid pixels of displacement."""
 
-    def __init__(self, lr: np.ndarray, hr: np.ndarray):
+    def __init__(self, lr: np.ndarray, hr: np.ndarray, kind: str = 'similarity', mirrored: bool = False):
         # a light blur of the HR frame before warping: interpolation would otherwise smooth its noise by an amount
         # that depends on the sub-pixel phase, which biases the fit away from pixel-aligned transforms
         self.lr, self.hr = lr, cv2.GaussianBlur(hr, (0, 0), _PRE_BLUR)
+        self.kind = kind
         self.grid = (lr.shape[0] * SCALE, lr.shape[1] * SCALE)
         self.c_hr = _centre(hr.shape)
         # half the grid diagonal: log-scale and angle in units of the displacement (grid pixels) they cause at
-        # the grid's corners, so that all four parameters are pixels and one finite-difference step suits all
+        # the grid's corners, so that all parameters are pixels and one finite-difference step suits all
         self.radius = 0.5 * math.hypot(*self.grid)
+        self.mirror = _mirror(hr.shape) if mirrored and kind == 'similarity' else np.eye(3)
         self.mask = np.ones(lr.shape, bool)
         self.sigma = 0.0
 
     def to_params(self, m3: np.ndarray) -> np.ndarray:
-        scale, rot, _ = describe(m3[:2])
+        m3 = m3 @ np.linalg.inv(self.mirror)
         centre = m3[:2, :2] @ self.c_hr + m3[:2, 2]
+        if self.kind == 'affine':
+            return np.array([*(m3[:2, :2].ravel() * self.radius), centre[0], centre[1]])
+        scale, rot, _ = describe(m3[:2])
         return np.array([math.log(scale) * self.radius, math.radians(rot) * self.radius, centre[0], centre[1]])
 
     def to_matrix(self, p: np.ndarray) -> np.ndarray:
+        if self.kind == 'affine':
+            out = np.eye(3)
+            out[:2, :2] = p[:4].reshape(2, 2) / self.radius
+            out[:2, 2] = p[4:6] - out[:2, :2] @ self.c_hr
+            return out
         scale = math.exp(p[0] / self.radius)
-        return _similarity(scale, p[1] / self.radius, self.c_hr, p[2:4])
+        return _similarity(scale, p[1] / self.radius, self.c_hr, p[2:4]) @ self.mirror
 
     def simulate(self, m3: np.ndarray, image: np.ndarray | None = None, border: int = cv2.BORDER_REPLICATE,
                  ) -> np.ndarray:
@@ -306,31 +335,38 @@ def _same(m1: np.ndarray, m2: np.ndarray, shape: tuple[int, ...]) -> bool:
 # --------------------------------------------------------------------------------------------- public API
 
 
-def estimate_transform(lr: np.ndarray, hr: np.ndarray) -> dict:
-    """Similarity transform from HR-camera pixels onto the x4-upsampled LR grid, from simultaneous frames.
+def decompose(matrix) -> dict:
+    """What a 2x3 map does: ``mirrored`` (the HR frame is flipped left-right first), ``rotation_deg``,
+    ``scale_xy`` (x4-grid pixels per HR pixel along the HR frame's x and y), ``shear`` (of x by y, after the
+    scales), ``scale`` (their geometric mean) and ``shift_xy``: A = R(rotation) [[sx, shear sy], [0, sy]] M,
+    M the mirror or the identity."""
+    m = np.asarray(matrix, float)
+    a = m[:, :2].copy()
+    mirrored = bool(np.linalg.det(a) < 0)
+    if mirrored:
+        a[:, 0] = -a[:, 0]  # undo the mirror of the HR frame's x axis
+    theta = math.atan2(a[1, 0], a[0, 0])
+    c, s = math.cos(theta), math.sin(theta)
+    upper = np.array([[c, s], [-s, c]]) @ a  # R(-theta) A: upper triangular
+    sx, sy = float(upper[0, 0]), float(upper[1, 1])
+    return {'mirrored': mirrored, 'rotation_deg': math.degrees(theta), 'scale_xy': [sx, sy],
+            'shear': float(upper[0, 1] / sy), 'scale': math.sqrt(abs(sx * sy)),
+            'shift_xy': [float(m[0, 2]), float(m[1, 2])]}
 
-    ``lr`` (h, w) and ``hr`` (H, W, any size) are float intensities (e.g. [0, 1]); stacks (N, h, w) / (N, H, W)
-    are averaged first. Returns a JSON-ready dict: ``matrix`` (2x3, HR pixel (x, y, 1) -> x4-grid pixel),
-    ``scale``, ``rotation_deg``, ``shift_xy`` (see the module docstring for the conventions), ``output_shape``
-    [4h, 4w], ``residual``: RMS of LR - (gain * A(warped HR) + offset) over the LR pixels the HR field of view
-    covers, where A is the 4x4 area average (the LR pixel; the HR frame gets a 1-pixel Gaussian blur first) and
-    gain/offset are the least-squares intensity match (also returned, as ``intensity_gain`` /
-    ``intensity_offset``); in the units of the input, so on [0, 1] intensities it is a fraction of the full
-    range, and about the noise level of the frames when the registration is right. ``overlap`` is the fraction
-    of LR pixels the HR field of view covers. InputError on bad input or when no transform overlaps.
-    """
-    lr = _as_frame(lr, 'lr')
-    hr = _as_frame(hr, 'hr')
-    if min(lr.shape) < 8 or min(hr.shape) < 16:
-        raise InputError(f'frames too small to register: lr {lr.shape}, hr {hr.shape}')
+
+def _coarse(lr: np.ndarray, hr: np.ndarray, mirrored: bool) -> tuple[float, np.ndarray | None]:
+    """The best similarity (after a left-right mirror of the HR frame, if ``mirrored``) from the coarse
+    candidates, refined on blurred frames: (unexplained fraction, map)."""
+    flip = _mirror(hr.shape) if mirrored else np.eye(3)
+    seen = hr[:, ::-1] if mirrored else hr
     # the coarse step wants comparable contrast; the refinement fits gain and offset itself
     lr_n = (lr - lr.mean()) / (lr.std() + 1e-12)
-    hr_n = (hr - hr.mean()) / (hr.std() + 1e-12)
-    candidates = _fourier_candidates(lr_n, hr_n)
-    feature = _feature_candidate(lr, hr)
+    seen_n = (seen - seen.mean()) / (seen.std() + 1e-12)
+    candidates = [c @ flip for c in _fourier_candidates(lr_n, np.ascontiguousarray(seen_n))]
+    feature = _feature_candidate(lr, np.ascontiguousarray(seen))
     if feature is not None:
-        candidates.insert(0, feature)
-    model = _Model(lr, hr)
+        candidates.insert(0, feature @ flip)
+    model = _Model(lr, hr, 'similarity', mirrored)
     best = (math.inf, None)
     tried: list[np.ndarray] = []
     for cand in candidates:  # several starts: any one of the coarse methods may fail on a given scene
@@ -340,25 +376,89 @@ def estimate_transform(lr: np.ndarray, hr: np.ndarray) -> dict:
         m3, score = _refine(model, cand, (2.0,), xtol=1e-4)  # 1e-4 relative: ~0.01 pixel
         if score < best[0]:
             best = (score, m3)
-    if best[1] is None:
+    return best
+
+
+def _rss(lr: np.ndarray, hr: np.ndarray, maps: list[np.ndarray]) -> tuple[list[float], int]:
+    """Residual sums of squares of several maps on the LR pixels all of them cover, and that pixel count."""
+    model = _Model(lr, hr, 'affine')
+    mask = np.logical_and.reduce([model.coverage(m3, erode=0) for m3 in maps])
+    model.mask = mask
+    return [float(np.sum(model.fit(model.simulate(m3))[0] ** 2)) for m3 in maps], int(mask.sum())
+
+
+def estimate_transform(lr: np.ndarray, hr: np.ndarray, transform_model: str = 'auto') -> dict:
+    """The map from HR-camera pixels onto the x4-upsampled LR grid, from simultaneous frames.
+
+    ``lr`` (h, w) and ``hr`` (H, W, any size) are float intensities (e.g. [0, 1]); stacks (N, h, w) / (N, H, W)
+    are averaged first. ``transform_model``: ``similarity`` (one scale, a rotation, a shift; the HR frame may be
+    mirrored), ``affine`` (a scale per axis, shear and mirroring too) or ``auto``: the affine map where it
+    explains the frames better than the similarity by more than its two extra parameters explain noise, by the
+    Bayesian information criterion n ln(RSS_similarity / RSS_affine) > 2 ln n over the n LR pixels both cover.
+    A mirrored camera is found by trying the HR frame mirrored left-right as well; the better fit wins.
+
+    Returns a JSON-ready dict: ``matrix`` (2x3, HR pixel (x, y, 1) -> x4-grid pixel), ``model``, ``mirrored``,
+    ``scale`` (geometric mean), ``scale_xy``, ``shear``, ``rotation_deg``, ``shift_xy`` (``decompose``; see the
+    module docstring for the conventions), ``output_shape`` [4h, 4w], ``residual``: RMS of LR - (gain *
+    A(warped HR) + offset) over the LR pixels the HR field of view covers, where A is the 4x4 area average (the LR
+    pixel; the HR frame gets a 1-pixel Gaussian blur first) and gain/offset are the least-squares intensity match
+    (``intensity_gain`` / ``intensity_offset``), in the units of the input; ``residual_similarity`` and
+    ``residual_affine`` where both were fitted; ``noise`` (the RMS the noise of the two frames alone would leave,
+    estimated from them); ``overlap`` (the fraction of LR pixels the HR field of view covers); and ``fit``: ``ok``,
+    or why no model explains the frame pair (``FIT_LIMITS``). InputError on bad input or when nothing overlaps.
+    """
+    if transform_model not in TRANSFORM_MODELS:
+        raise InputError(f'--transform-model: {transform_model!r} is not one of {", ".join(TRANSFORM_MODELS)}')
+    lr = _as_frame(lr, 'lr')
+    hr = _as_frame(hr, 'hr')
+    if min(lr.shape) < 8 or min(hr.shape) < 16:
+        raise InputError(f'frames too small to register: lr {lr.shape}, hr {hr.shape}')
+    fits = [(*_coarse(lr, hr, mirrored), mirrored) for mirrored in (False, True)]
+    score, start, mirrored = min(fits, key=lambda f: f[0])
+    if start is None:
         raise InputError(f'could not register: the HR frame ({hr.shape[1]}x{hr.shape[0]}) does not overlap the '
                          f'LR frame ({lr.shape[1]}x{lr.shape[0]}) at any candidate transform')
-    m3, _ = _refine(model, best[1], (1.0, 0.0))
-    model.sigma = 0.0
+    similarity, _ = _refine(_Model(lr, hr, 'similarity', mirrored), start, (1.0, 0.0))
+    extra = {}
+    m3, chosen = similarity, 'similarity'
+    if transform_model != 'similarity':
+        affine, _ = _refine(_Model(lr, hr, 'affine'), similarity, (1.0, 0.0))
+        (rss_s, rss_a), n = _rss(lr, hr, [similarity, affine])
+        extra = {'residual_similarity': math.sqrt(rss_s / max(n, 1)), 'residual_affine': math.sqrt(rss_a / max(n, 1))}
+        better = n * math.log(max(rss_s, 1e-30) / max(rss_a, 1e-30)) > 2 * math.log(max(n, 2))
+        if transform_model == 'affine' or better:
+            m3, chosen = affine, 'affine'
+    model = _Model(lr, hr, chosen)
     model.mask = model.coverage(m3, erode=0)
     res, gain, offset = model.fit(model.simulate(m3))
-    scale, rotation, shift = describe(m3[:2])
+    residual = float(np.sqrt(np.mean(res ** 2)))
+    # what the noise of the two frames alone leaves: the LR frame's, and the HR frame's through the 4x4 average
+    noise = math.sqrt(estimate_noise_var(lr) + gain ** 2 * estimate_noise_var(hr) / SCALE ** 2)
+    overlap = float(model.mask.mean())
     return {
         'matrix': [[float(v) for v in row] for row in m3[:2]],
-        'scale': scale,
-        'rotation_deg': rotation,
-        'shift_xy': shift,
-        'residual': float(np.sqrt(np.mean(res ** 2))),
+        **decompose(m3[:2]),
+        'model': chosen,
+        'residual': residual,
+        **extra,
+        'noise': noise,
         'output_shape': [int(model.grid[0]), int(model.grid[1])],
         'intensity_gain': gain,
         'intensity_offset': offset,
-        'overlap': float(model.mask.mean()),
+        'overlap': overlap,
+        'fit': fit_verdict(residual, noise, overlap),
     }
+
+
+def fit_verdict(residual: float, noise: float, overlap: float) -> str:
+    """``ok``, or why the fit does not explain the frame pair (``FIT_LIMITS``)."""
+    if overlap < FIT_LIMITS['overlap']:
+        return (f'failed: the HR field of view covers {overlap:.0%} of the LR frame (less than '
+                f'{FIT_LIMITS["overlap"]:.0%})')
+    if residual > FIT_LIMITS['residual_over_noise'] * noise:
+        return (f'failed: residual {residual:.4g} is {residual / max(noise, 1e-12):.1f} times what the noise of the '
+                f'frames leaves ({noise:.3g}; at most {FIT_LIMITS["residual_over_noise"]:g})')
+    return 'ok'
 
 
 def warp_to_lr_grid(hr: np.ndarray, transform: dict, output_shape: tuple[int, int] | None = None) -> np.ndarray:

@@ -1,4 +1,10 @@
-"""``xfusion register``: estimate the HR-camera -> x4 LR grid similarity transform from simultaneous frames.
+"""``xfusion register``: estimate the HR-camera -> x4 LR grid transform from simultaneous frames.
+
+``--transform-model`` chooses a similarity, an affine map (a scale per axis, shear) or ``auto`` (the affine map
+where it explains the frames better than its two extra parameters explain noise); a camera mirrored against the
+other is found either way. When no model explains the frame pair (the residual far above the frames' noise, or
+the field of view overlapping too little), it says so in one line and writes nothing, unless
+``--keep-failed-fit``: then the transform is written marked failed, and ``fuse`` and ``check`` refuse it.
 
 ``--lr``/``--hr`` take frame files (PNG/TIFF), or frames of any camera source ``xfusion fuse`` takes,
 written ``SOURCE:N`` (frame N, counted from 0) or ``SOURCE:A-B`` (frames A to B, averaged):
@@ -17,9 +23,9 @@ from xfusion.errors import InputError
 from xfusion.io.frames import read_frame, split_h5_spec
 from xfusion.io.intensity import IntensityScale
 from xfusion.io.stack import FrameStack
-from xfusion.registration import estimate_transform, save_transform
+from xfusion.registration import TRANSFORM_MODELS, estimate_transform, save_transform
 
-HELP = 'estimate the HR-camera -> x4 LR grid similarity transform'
+HELP = 'estimate the HR-camera -> x4 LR grid transform (similarity or affine, mirrored or not)'
 CAMERA_ONLY = ('.cih', '.cihx', '.mraw', '.cine', '.h5', '.hdf5')  # sources that hold many frames
 _FRAMES = re.compile(r'(?P<source>.+):(?P<first>\d+)(?:-(?P<last>\d+))?')
 
@@ -31,6 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--hr', required=True, nargs='+', metavar='FRAME',
                         help='HR-camera frame(s) taken at the same times; several are averaged')
     parser.add_argument('--out', required=True, metavar='FILE.json', help='where to write the transform')
+    parser.add_argument('--transform-model', default='auto', choices=TRANSFORM_MODELS,
+                        help='similarity (one scale), affine (a scale per axis, shear) or auto (affine only where it '
+                             'explains the frames better beyond noise: the Bayesian information criterion); '
+                             'mirroring is found in each')
+    parser.add_argument('--keep-failed-fit', action='store_true',
+                        help='write the transform even when no model explains the frames (marked failed: fuse and '
+                             'check refuse it), to look at it')
     parser.add_argument('--no-flat-correction', action='store_true', help='DataExchange sources: raw counts')
 
 
@@ -80,11 +93,17 @@ def read_mean(paths: list[str], flat_correction: bool = True) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Estimate the transform and write it (nothing is written on bad input)."""
+    """Estimate the transform and write it (nothing is written on bad input, or when the fit failed)."""
     flat = not getattr(args, 'no_flat_correction', False)
-    transform = estimate_transform(read_mean(args.lr, flat), read_mean(args.hr, flat))
-    save_transform(transform, args.out)
-    t = transform
-    print(f'scale {t["scale"]:.5f}, rotation {t["rotation_deg"]:+.3f} deg, shift ({t["shift_xy"][0]:+.2f}, '
-          f'{t["shift_xy"][1]:+.2f}) px, residual {t["residual"]:.4f} -> {args.out}')
+    t = estimate_transform(read_mean(args.lr, flat), read_mean(args.hr, flat), args.transform_model)
+    if t['fit'] != 'ok' and not args.keep_failed_fit:
+        raise InputError(f'no transform explains these frames: {t["fit"].removeprefix("failed: ")}; are they of '
+                         'the same instant and field of view? (--keep-failed-fit writes it anyway, marked failed)')
+    save_transform(t, args.out)
+    sx, sy = t['scale_xy']
+    print(f'{t["model"]}{", mirrored" if t["mirrored"] else ""}: scale {sx:.5f} x {sy:.5f}, shear {t["shear"]:+.5f}, '
+          f'rotation {t["rotation_deg"]:+.3f} deg, shift ({t["shift_xy"][0]:+.2f}, {t["shift_xy"][1]:+.2f}) px, '
+          f'residual {t["residual"]:.4f} (noise {t["noise"]:.4f}) -> {args.out}')
+    if t['fit'] != 'ok':
+        print(f'warning: the fit {t["fit"]}; fuse and check will refuse this transform')
     return 0

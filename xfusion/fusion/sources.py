@@ -71,6 +71,9 @@ def grid_warp(transform: str | None, hr_stack: FrameStack,
                              f'{grid[0]}x{grid[1]}; register the cameras (xfusion register) and give --transform')
         return None, None
     registration = load_transform(transform)
+    if registration.get('fit', 'ok') != 'ok':  # written by register --keep-failed-fit
+        raise InputError(f'{transform}: its registration {registration["fit"]}; register frames of the same instant '
+                         'and field of view (xfusion register) and give that transform')
     out_shape = tuple(registration.get('output_shape') or grid)
     if out_shape != grid:
         raise InputError(f'{transform}: maps onto a {out_shape[0]}x{out_shape[1]} grid but 4x the LR frames is '
