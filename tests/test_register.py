@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 
 import cv2
 import numpy as np
@@ -324,3 +325,38 @@ def test_frames_no_model_explains_are_refused_unless_kept_and_then_fuse_refuses_
     assert main(['fuse', '--lr', str(tmp_path / 'lr'), '--hr', str(tmp_path / 'hr'), '--period', '1', '--transform',
                  str(tmp_path / 't.json'), '--out', str(tmp_path / 'fused')]) == 2
     assert 'its registration failed' in capsys.readouterr().err and not (tmp_path / 'fused').exists()
+
+
+def _grid_target(pitch: int = 24, bar: int = 5) -> np.ndarray:
+    """A copper-grid calibration target on the world of ``_pair`` (bars every ``pitch`` grid pixels)."""
+    size = GRID + 2 * PAD
+    yy, xx = np.mgrid[:size, :size]
+    bars = ((yy % pitch) < bar) | ((xx % pitch) < bar)
+    return np.where(bars, 0.25, 0.8).astype(np.float32)
+
+
+def test_a_grid_target_is_pinned_to_its_period_by_the_sample_frames(tmp_path, capsys, monkeypatch):
+    truth = _camera_matrix(1.01, 0.99, 0.5, True, 0.0)
+    sample = _pair(1, 0, (0, 0), seed=4, truth=truth)
+    monkeypatch.setattr(sys.modules[__name__], '_world', lambda seed: _grid_target())
+    grid = _pair(1, 0, (0, 0), seed=4, truth=truth)
+    assert estimate_transform(sample['lr'], sample['hr'])['repeats_every_lr_px'] is None
+    near = estimate_transform(sample['lr'], sample['hr'])
+    assert _field_error(near['matrix'], truth) < 0.2
+    for shift in (0.0, 5.0):  # the sample's transform, and one 5 grid pixels off (a fifth of the pitch)
+        start = dict(near, matrix=(np.array(near['matrix']) + [[0, 0, shift], [0, 0, -shift]]).tolist())
+        t = estimate_transform(grid['lr'], grid['hr'], near=start)
+        assert t['started_near'] and t['mirrored'] and t['model'] == 'affine' and t['fit'] == 'ok'
+        assert _field_error(t['matrix'], truth) < 0.2, shift
+        assert t['repeats_every_lr_px'] is not None and np.hypot(*t['repeats_every_lr_px']) == pytest.approx(6, abs=0.5)
+    for name, frame in (('lr', grid['lr']), ('hr', grid['hr']), ('slr', sample['lr']), ('shr', sample['hr'])):
+        write_frame(tmp_path / f'{name}.tif', np.rint(np.clip(frame, 0, 1) * 65535).astype(np.uint16))
+    assert main(['register', '--lr', str(tmp_path / 'slr.tif'), '--hr', str(tmp_path / 'shr.tif'), '--out',
+                 str(tmp_path / 'sample.json')]) == 0
+    assert main(['register', '--lr', str(tmp_path / 'lr.tif'), '--hr', str(tmp_path / 'hr.tif'), '--out',
+                 str(tmp_path / 'alone.json')]) == 0
+    assert 'repeats every' in capsys.readouterr().out  # without the sample's transform: a warning
+    assert main(['register', '--lr', str(tmp_path / 'lr.tif'), '--hr', str(tmp_path / 'hr.tif'), '--near',
+                 str(tmp_path / 'sample.json'), '--out', str(tmp_path / 'grid.json')]) == 0
+    assert 'repeats every' not in capsys.readouterr().out
+    assert _field_error(load_transform(tmp_path / 'grid.json')['matrix'], truth) < 0.2

@@ -49,6 +49,7 @@ TRANSFORM_MODELS = ('similarity', 'affine', 'auto')
 # within this many times what the noise of the two frames leaves (a right fit leaves about 1; a wrong one, or a
 # camera the model cannot describe, leaves the scene's contrast)
 FIT_LIMITS = {'overlap': 0.25, 'residual_over_noise': 2.0}
+PERIODIC_LEVEL = 0.5  # a frame that correlates with itself shifted by this much repeats (a grid target)
 _PRE_BLUR = 1.0  # HR pixels, see _Model
 _MIN_OVERLAP = 0.1  # least fraction of LR pixels the HR field of view must cover
 _FD_STEP = 0.5  # finite-difference step, grid pixels: well above the 1/32-pixel quantisation of cv2 warps
@@ -387,7 +388,25 @@ def _rss(lr: np.ndarray, hr: np.ndarray, maps: list[np.ndarray]) -> tuple[list[f
     return [float(np.sum(model.fit(model.simulate(m3))[0] ** 2)) for m3 in maps], int(mask.sum())
 
 
-def estimate_transform(lr: np.ndarray, hr: np.ndarray, transform_model: str = 'auto') -> dict:
+def repeat_of(frame: np.ndarray, level: float = PERIODIC_LEVEL) -> tuple[float, float] | None:
+    """The shortest shift (dx, dy), in pixels, by which a frame repeats itself (its normalised autocorrelation
+    above ``level`` away from zero, as on a grid target), or None."""
+    img = (frame - frame.mean()) * _hann(frame.shape)
+    power = np.abs(np.fft.fft2(img)) ** 2
+    corr = np.fft.fftshift(np.real(np.fft.ifft2(power)))
+    corr /= corr.max() + 1e-30
+    h, w = corr.shape
+    yy, xx = np.mgrid[:h, :w]
+    dy, dx = yy - h // 2, xx - w // 2
+    peaks = (corr == ndimage.maximum_filter(corr, size=5)) & (np.hypot(dx, dy) > 3) & (corr > level)
+    if not peaks.any():
+        return None
+    nearest = np.argmin(np.where(peaks, np.hypot(dx, dy), np.inf))
+    return float(dx.flat[nearest]), float(dy.flat[nearest])
+
+
+def estimate_transform(lr: np.ndarray, hr: np.ndarray, transform_model: str = 'auto',
+                       near: dict | None = None) -> dict:
     """The map from HR-camera pixels onto the x4-upsampled LR grid, from simultaneous frames.
 
     ``lr`` (h, w) and ``hr`` (H, W, any size) are float intensities (e.g. [0, 1]); stacks (N, h, w) / (N, H, W)
@@ -396,6 +415,9 @@ def estimate_transform(lr: np.ndarray, hr: np.ndarray, transform_model: str = 'a
     explains the frames better than the similarity by more than its two extra parameters explain noise, by the
     Bayesian information criterion n ln(RSS_similarity / RSS_affine) > 2 ln n over the n LR pixels both cover.
     A mirrored camera is found by trying the HR frame mirrored left-right as well; the better fit wins.
+    ``near``: a transform found on other frames of the same cameras (the sample's): the fit starts from it and
+    searches only around it, so that a periodic target (a grid), which fits as well one period off, is pinned
+    to the right period; it decides the mirror too.
 
     Returns a JSON-ready dict: ``matrix`` (2x3, HR pixel (x, y, 1) -> x4-grid pixel), ``model``, ``mirrored``,
     ``scale`` (geometric mean), ``scale_xy``, ``shear``, ``rotation_deg``, ``shift_xy`` (``decompose``; see the
@@ -413,8 +435,12 @@ def estimate_transform(lr: np.ndarray, hr: np.ndarray, transform_model: str = 'a
     hr = _as_frame(hr, 'hr')
     if min(lr.shape) < 8 or min(hr.shape) < 16:
         raise InputError(f'frames too small to register: lr {lr.shape}, hr {hr.shape}')
-    fits = [(*_coarse(lr, hr, mirrored), mirrored) for mirrored in (False, True)]
-    score, start, mirrored = min(fits, key=lambda f: f[0])
+    if near is not None:
+        start = _h3(_check_matrix(near.get('matrix'), 'near'))
+        mirrored = bool(np.linalg.det(start[:2, :2]) < 0)
+    else:
+        fits = [(*_coarse(lr, hr, mirrored), mirrored) for mirrored in (False, True)]
+        _, start, mirrored = min(fits, key=lambda f: f[0])
     if start is None:
         raise InputError(f'could not register: the HR frame ({hr.shape[1]}x{hr.shape[0]}) does not overlap the '
                          f'LR frame ({lr.shape[1]}x{lr.shape[0]}) at any candidate transform')
@@ -447,6 +473,8 @@ def estimate_transform(lr: np.ndarray, hr: np.ndarray, transform_model: str = 'a
         'intensity_offset': offset,
         'overlap': overlap,
         'fit': fit_verdict(residual, noise, overlap),
+        'repeats_every_lr_px': repeat_of(lr),
+        'started_near': near is not None,
     }
 
 

@@ -5,6 +5,8 @@ where it explains the frames better than its two extra parameters explain noise)
 other is found either way. When no model explains the frame pair (the residual far above the frames' noise, or
 the field of view overlapping too little), it says so in one line and writes nothing, unless
 ``--keep-failed-fit``: then the transform is written marked failed, and ``fuse`` and ``check`` refuse it.
+A periodic calibration target (a grid) fits as well one period off: frames that repeat are reported, and
+``--near`` (the transform of sample frames of the same cameras) pins the search to the right period.
 
 ``--lr``/``--hr`` take frame files (PNG/TIFF), or frames of any camera source ``xfusion fuse`` takes,
 written ``SOURCE:N`` (frame N, counted from 0) or ``SOURCE:A-B`` (frames A to B, averaged):
@@ -23,7 +25,7 @@ from xfusion.errors import InputError
 from xfusion.io.frames import read_frame, split_h5_spec
 from xfusion.io.intensity import IntensityScale
 from xfusion.io.stack import FrameStack
-from xfusion.registration import TRANSFORM_MODELS, estimate_transform, save_transform
+from xfusion.registration import TRANSFORM_MODELS, estimate_transform, load_transform, save_transform
 
 HELP = 'estimate the HR-camera -> x4 LR grid transform (similarity or affine, mirrored or not)'
 CAMERA_ONLY = ('.cih', '.cihx', '.mraw', '.cine', '.h5', '.hdf5')  # sources that hold many frames
@@ -41,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='similarity (one scale), affine (a scale per axis, shear) or auto (affine only where it '
                              'explains the frames better beyond noise: the Bayesian information criterion); '
                              'mirroring is found in each')
+    parser.add_argument('--near', default=None, metavar='TRANSFORM.json',
+                        help='start from this transform (found on sample frames of the same cameras) and search only '
+                             'around it: pins a periodic calibration target (a grid) to the right period')
     parser.add_argument('--keep-failed-fit', action='store_true',
                         help='write the transform even when no model explains the frames (marked failed: fuse and '
                              'check refuse it), to look at it')
@@ -95,7 +100,8 @@ def read_mean(paths: list[str], flat_correction: bool = True) -> np.ndarray:
 def run(args: argparse.Namespace) -> int:
     """Estimate the transform and write it (nothing is written on bad input, or when the fit failed)."""
     flat = not getattr(args, 'no_flat_correction', False)
-    t = estimate_transform(read_mean(args.lr, flat), read_mean(args.hr, flat), args.transform_model)
+    near = load_transform(args.near) if args.near else None
+    t = estimate_transform(read_mean(args.lr, flat), read_mean(args.hr, flat), args.transform_model, near)
     if t['fit'] != 'ok' and not args.keep_failed_fit:
         raise InputError(f'no transform explains these frames: {t["fit"].removeprefix("failed: ")}; are they of '
                          'the same instant and field of view? (--keep-failed-fit writes it anyway, marked failed)')
@@ -106,4 +112,8 @@ def run(args: argparse.Namespace) -> int:
           f'residual {t["residual"]:.4f} (noise {t["noise"]:.4f}) -> {args.out}')
     if t['fit'] != 'ok':
         print(f'warning: the fit {t["fit"]}; fuse and check will refuse this transform')
+    if t['repeats_every_lr_px'] is not None and near is None:
+        dx, dy = t['repeats_every_lr_px']
+        print(f'warning: the LR frame repeats every ({dx:+.0f}, {dy:+.0f}) pixels (a grid?): a fit one period off '
+              'explains it as well; register sample frames first and give that transform with --near')
     return 0
