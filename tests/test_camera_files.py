@@ -26,6 +26,8 @@ from xfusion.io.formats.mraw import MrawReader
 from xfusion.io.frames import write_frame
 from xfusion.io.intensity import IntensityScale
 from xfusion.io.metadata import find_metadata
+from xfusion.io.metadata.phantom_xml import write_phantom_xml as phantom_xml
+from xfusion.io.metadata.shimadzu_ini import write_shimadzu_ini as shimadzu_ini
 from xfusion.io.sequence import Sequence, open_xray_root
 from xfusion.io.stack import FrameStack
 from xfusion.schedule import MISALIGNED, schedule_from_times
@@ -109,49 +111,6 @@ def write_cine(path, frames: np.ndarray, fps: float, real_bpp: int = 12, first: 
         f.write(bytes(cfh) + bytes(bih) + bytes(setup) + block + struct.pack(f'<{n}q', *offsets))
         for frame in frames:
             f.write(struct.pack('<II', 8, image_size) + np.ascontiguousarray(frame[::-1]).astype('<u2').tobytes())
-    return path
-
-
-def phantom_xml(path, count: int, fps: float, real_bpp: int, first: int, stamps=None, trigger='12:00:00.000 000'):
-    """A Phantom .xml as PCC writes beside exported TIFFs: the CINE header's fields as elements (CineFileHeader,
-    BitmapInfoHeader, CameraSetup) and a TIMEBLOCK of per-frame times of day."""
-    base = 12 * 3600.0
-    times = ''
-    if stamps is not None:
-        rows = []
-        for i, t in enumerate(stamps):
-            tod = base + t
-            hh, rest = divmod(tod, 3600)
-            mm, ss = divmod(rest, 60)
-            ns = round((ss - int(ss)) * 1e9)
-            rows.append(f'<Time frame="{first + i}">{int(hh):02d}:{int(mm):02d}:{int(ss):02d}.'
-                        f'{ns // 1000000:03d} {ns // 1000 % 1000:03d} {ns % 1000:03d}</Time>')
-        times = '<TIMEBLOCK>' + ''.join(rows) + '</TIMEBLOCK>'
-    path.write_text(f'''<?xml version="1.0"?>
-<chd><CineFileHeader><FirstImageNo>{first}</FirstImageNo><ImageCount>{count}</ImageCount>
-<TriggerTime><Date>Mon Jan 01 2024</Date><Time>{trigger}</Time></TriggerTime></CineFileHeader>
-<BitmapInfoHeader><biBitCount>16</biBitCount></BitmapInfoHeader>
-<CameraSetup><FrameRate>{int(fps)}</FrameRate><dFrameRate>{fps}</dFrameRate><RealBPP>{real_bpp}</RealBPP>
-</CameraSetup>{times}</chd>
-''')
-    return path
-
-
-def shimadzu_ini(path, interval_ns: str = '1,000 ns', frames: int = 8, delay: str = '0 ns'):
-    """A Shimadzu HPV .ini with the sections and keys of the HPV-X2 manual ("Metadata in Image Files")."""
-    path.write_text(f'''[SYSTEM]
-RecTime=2024-01-01 12:00:00
-Comment=test
-[PLAY_INFO]
-PlaySpeed=15 fps
-[REC_INFO]
-RecModeUI=Internal
-RecFrame={frames}
-RecSpeed={interval_ns}
-RecExpose=300 ns
-TriggerDelay={delay}
-TriggerPoint=1
-''')
     return path
 
 

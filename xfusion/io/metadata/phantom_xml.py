@@ -85,3 +85,29 @@ def read_phantom_xml(path: Path) -> CameraMetadata:
                 times = times - times[0] + (meta.first_frame / meta.frame_rate if meta.frame_rate else 0.0)
             meta.times = times
     return meta
+
+
+def write_phantom_xml(path: Path, count: int, fps: float, real_bpp: int, first: int, stamps=None,
+                      trigger: str = '12:00:00.000 000') -> Path:
+    """A Phantom .xml as PCC writes beside exported TIFFs: the CINE header's fields as elements (CineFileHeader,
+    BitmapInfoHeader, CameraSetup) and a TIMEBLOCK of per-frame times of day."""
+    base = 12 * 3600.0
+    times = ''
+    if stamps is not None:
+        rows = []
+        for i, t in enumerate(stamps):
+            tod = base + t
+            hh, rest = divmod(tod, 3600)
+            mm, ss = divmod(rest, 60)
+            ns = round((ss - int(ss)) * 1e9)
+            rows.append(f'<Time frame="{first + i}">{int(hh):02d}:{int(mm):02d}:{int(ss):02d}.'
+                        f'{ns // 1000000:03d} {ns // 1000 % 1000:03d} {ns % 1000:03d}</Time>')
+        times = '<TIMEBLOCK>' + ''.join(rows) + '</TIMEBLOCK>'
+    path.write_text(f'''<?xml version="1.0"?>
+<chd><CineFileHeader><FirstImageNo>{first}</FirstImageNo><ImageCount>{count}</ImageCount>
+<TriggerTime><Date>Mon Jan 01 2024</Date><Time>{trigger}</Time></TriggerTime></CineFileHeader>
+<BitmapInfoHeader><biBitCount>16</biBitCount></BitmapInfoHeader>
+<CameraSetup><FrameRate>{int(fps)}</FrameRate><dFrameRate>{fps}</dFrameRate><RealBPP>{real_bpp}</RealBPP>
+</CameraSetup>{times}</chd>
+''')
+    return path

@@ -48,3 +48,21 @@ def read_shimadzu_ini(path: Path) -> CameraMetadata:
     meta.time_shift = delay
     meta.time_source = f'RecSpeed and TriggerDelay of {path.name}'
     return meta
+
+
+def write_shimadzu_ini(path: Path, interval_ns: str = '1,000 ns', frames: int = 8, delay: str = '0 ns') -> Path:
+    """A Shimadzu HPV .ini with the sections and keys of the HPV-X2 manual ("Metadata in Image Files")."""
+    path.write_text(f'''[SYSTEM]
+RecTime=2024-01-01 12:00:00
+Comment=test
+[PLAY_INFO]
+PlaySpeed=15 fps
+[REC_INFO]
+RecModeUI=Internal
+RecFrame={frames}
+RecSpeed={interval_ns}
+RecExpose=300 ns
+TriggerDelay={delay}
+TriggerPoint=1
+''')
+    return path
