@@ -49,7 +49,8 @@ TRANSFORM_MODELS = ('similarity', 'affine', 'auto')
 # within this many times what the noise of the two frames leaves (a right fit leaves about 1; a wrong one, or a
 # camera the model cannot describe, leaves the scene's contrast)
 FIT_LIMITS = {'overlap': 0.25, 'residual_over_noise': 2.0}
-PERIODIC_LEVEL = 0.5  # a frame that correlates with itself shifted by this much repeats (a grid target)
+PERIODIC_LEVEL = 0.05  # share of a frame's power in one frequency that makes it periodic (a grid target)
+PERIODS = 8  # ... when the frequency repeats at least this many times across the frame
 _PRE_BLUR = 1.0  # HR pixels, see _Model
 _MIN_OVERLAP = 0.1  # least fraction of LR pixels the HR field of view must cover
 _FD_STEP = 0.5  # finite-difference step, grid pixels: well above the 1/32-pixel quantisation of cv2 warps
@@ -389,20 +390,26 @@ def _rss(lr: np.ndarray, hr: np.ndarray, maps: list[np.ndarray]) -> tuple[list[f
 
 
 def repeat_of(frame: np.ndarray, level: float = PERIODIC_LEVEL) -> tuple[float, float] | None:
-    """The shortest shift (dx, dy), in pixels, by which a frame repeats itself (its normalised autocorrelation
-    above ``level`` away from zero, as on a grid target), or None."""
+    """The period (dx, dy), in pixels, of a frame that repeats itself in two directions (as a grid target does),
+    or None. Read from the power spectrum: single frequencies that each hold more than ``level`` of the power (a
+    3x3 neighbourhood: the window spreads a peak) and repeat at least ``PERIODS`` times across the frame (a
+    smooth scene's few broad undulations are not a period), two of them not parallel. Stripes that repeat one way
+    only (a monochromator's, on the flat field) do not make a fit ambiguous: the sample pins it along them."""
     img = (frame - frame.mean()) * _hann(frame.shape)
-    power = np.abs(np.fft.fft2(img)) ** 2
-    corr = np.fft.fftshift(np.real(np.fft.ifft2(power)))
-    corr /= corr.max() + 1e-30
-    h, w = corr.shape
-    yy, xx = np.mgrid[:h, :w]
-    dy, dx = yy - h // 2, xx - w // 2
-    peaks = (corr == ndimage.maximum_filter(corr, size=5)) & (np.hypot(dx, dy) > 3) & (corr > level)
-    if not peaks.any():
-        return None
-    nearest = np.argmin(np.where(peaks, np.hypot(dx, dy), np.inf))
-    return float(dx.flat[nearest]), float(dy.flat[nearest])
+    power = np.fft.fftshift(np.abs(np.fft.fft2(img)) ** 2)
+    h, w = power.shape
+    ky, kx = np.meshgrid((np.arange(h) - h // 2) / h, (np.arange(w) - w // 2) / w, indexing='ij')
+    power[np.hypot(ky * h, kx * w) < 3] = 0  # the mean and the window's own lobe
+    periods = np.hypot(ky * h, kx * w)  # how many times a frequency repeats across the frame
+    share = ndimage.uniform_filter(power, 3) * 9 / max(power.sum(), 1e-30)
+    strong = (share == ndimage.maximum_filter(share, size=5)) & (share > level) & (ky >= 0) & (periods >= PERIODS)
+    peaks = sorted(zip(kx[strong], ky[strong], share[strong]), key=lambda p: -p[2])
+    for i, (ax, ay, _) in enumerate(peaks):
+        for bx, by, _ in peaks[i + 1:]:
+            if abs(ax * by - ay * bx) > 0.5 * math.hypot(ax, ay) * math.hypot(bx, by):  # two directions: a grid
+                k2 = ax * ax + ay * ay
+                return float(ax / k2), float(ay / k2)
+    return None
 
 
 def estimate_transform(lr: np.ndarray, hr: np.ndarray, transform_model: str = 'auto',
