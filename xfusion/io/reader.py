@@ -101,6 +101,7 @@ class CameraReader:
         state = self.__dict__.copy()
         state['_handle'] = None  # file handles and memory maps are reopened in the process that reads
         state['_first'] = None
+        state.pop('_lock', None)  # a reader's lock (TiffStackReader) is made again where it reads
         return state
 
     def apply_metadata(self, meta: CameraMetadata | None) -> None:

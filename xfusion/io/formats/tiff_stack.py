@@ -1,6 +1,7 @@
 """A multi-page TIFF, one frame per page, with a ``<stem>.xml`` (Phantom) or ``<stem>.ini`` (Shimadzu) beside it."""
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -33,12 +34,14 @@ class TiffStackReader(CameraReader):
         self.apply_metadata(find_metadata(path))
 
     def read(self, i: int) -> np.ndarray:
-        if self._handle is None:
-            self._handle = tifffile.TiffFile(self.path)
-        try:
-            return self._handle.pages[i].asarray()
-        except Exception as error:
-            raise SequenceError(f'{self.where(i)}: unreadable page ({error})') from error
+        # one open file for all pages: a reader thread reading ahead and the caller must not seek it at once
+        with self.__dict__.setdefault('_lock', threading.Lock()):
+            if self._handle is None:
+                self._handle = tifffile.TiffFile(self.path)
+            try:
+                return self._handle.pages[i].asarray()
+            except Exception as error:
+                raise SequenceError(f'{self.where(i)}: unreadable page ({error})') from error
 
     def where(self, i: int) -> str:
         return f'{self.path} page {i}'
