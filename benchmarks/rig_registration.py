@@ -1,14 +1,15 @@
 """The real two-camera rig as a virtual experiment: registration error of the similarity and of the affine model,
 and fused PSNR with the fitted transforms against the true one.
 
-    python benchmarks/rig_registration.py      # about 3 minutes on 2 cores; writes docs/results/rig.json
+    python benchmarks/rig_registration.py      # about 18 minutes on 2 cores; writes docs/results/rig.json
 
 ``xfusion synth xray --rig hpvx2-tmx7510`` (the HPV-X2 / TMX7510 pair: pixel ratio 2.92, HR mirrored, its pixels
-1 % taller than wide, turned 0.5 degree; fields of view shrunk by ``--rig-scale``) writes the experiment;
-``xfusion register`` fits it from the first simultaneous frame pair with each model; the error is the distance,
-in x4-grid pixels, between where the fitted and the true map put the HR pixels that land in the LR field. Then
-``xfusion fuse`` (the packaged network, key frames placed by the cameras' clocks) with each transform, scored
-against the ground truth on the non-key frames, over the LR pixels the HR camera saw (8-bit PSNR).
+1 % taller than wide, turned 0.5 degree; at the cameras' own sizes, or shrunk by ``--rig-scale``) writes 57 LR
+frames (4 of the HR camera); ``xfusion register`` fits it from the first simultaneous frame pair with each model;
+the error is the distance, in x4-grid pixels, between where the fitted and the true map put the HR pixels that
+land in the LR field. Then ``xfusion fuse`` (the packaged network, key frames placed by the cameras' clocks)
+with each transform, scored against the ground truth on the non-key frames, over the LR pixels the HR camera
+saw (8-bit PSNR).
 """
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ def fused_psnr(fused: Path, truth: Path, key_times: list[int], seen: np.ndarray,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--rig-scale', type=float, default=0.5)
+    parser.add_argument('--rig-scale', type=float, default=1.0)
     parser.add_argument('--frames', type=int, default=57)
     parser.add_argument('--json', default='docs/results/rig.json')
     args = parser.parse_args(argv)
