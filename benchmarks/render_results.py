@@ -40,8 +40,10 @@ def load(name: str) -> dict | None:
 
 
 def machine_line(record: dict) -> str:
+    """The command, the date (when the record has one: a model card inside the package has none) and the machine."""
     m = record['machine']
-    return (f"`{record['command']}`, {record['date']}, on {m['cpu']} ({m['cpu_count']} cores, {m['threads']} "
+    date = f", {record['date']}" if 'date' in record else ''
+    return (f"`{record['command']}`{date}, on {m['cpu']} ({m['cpu_count']} cores, {m['threads']} "
             f"torch threads, torch {m['torch']}, {m.get('gpu') or 'no GPU'})")
 
 

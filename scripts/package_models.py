@@ -153,8 +153,9 @@ def package(method: str, network_key: str, checkpoint: str, results: dict, choic
     (folder / OPTIONS).write_text(portable_options(options))
     role, versus = ROLE[method]
     recipe = demo.NETWORKS[network_key][1][-1]
+    header = {k: v for k, v in record.header().items() if k != 'date'}  # the package stays timeless
     card = {
-        **record.header(), 'name': name, 'network': network, 'role': role, 'method': method,
+        **header, 'name': name, 'network': network, 'role': role, 'method': method,
         'parameters': int(sum(v.numel() for v in state.values())), 'bytes': (folder / WEIGHTS).stat().st_size,
         'recipe': recipe, 'manual_seed': options.get('manual_seed'), 'total_iter': options['train']['total_iter'],
         'retrain': 'python scripts/package_models.py', 'trained_on': trained_on(options),

@@ -53,8 +53,7 @@ def read_shimadzu_ini(path: Path) -> CameraMetadata:
 def write_shimadzu_ini(path: Path, interval_ns: str = '1,000 ns', frames: int = 8, delay: str = '0 ns') -> Path:
     """A Shimadzu HPV .ini with the sections and keys of the HPV-X2 manual ("Metadata in Image Files")."""
     path.write_text(f'''[SYSTEM]
-RecTime=2024-01-01 12:00:00
-Comment=test
+Comment=xfusion
 [PLAY_INFO]
 PlaySpeed=15 fps
 [REC_INFO]
