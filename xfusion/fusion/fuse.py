@@ -140,8 +140,10 @@ def fuse(config: FuseConfig, ranks: Ranks | None = None) -> Path:
                         exp.quantum())
     consistency = LRConsistency(camera, exp.hr.scale, config.project)
     started = time.time()
-    kept = ranks.gather(outputs.prepare(fingerprint(config, exp, net_opt)) if ranks.is_main else None)[0]
-    done = outputs.writer.completed() if kept else {}
+    if ranks.is_main:  # one rank keeps what a killed run left and checks its files; the others are told
+        kept = outputs.prepare(fingerprint(config, exp, net_opt))
+        found = (kept, outputs.writer.completed() if kept else {})
+    kept, done = ranks.gather(found if ranks.is_main else None)[0]
     segments = exp.schedule.segments()
     todo = [s for s in segments if s not in done]
     if kept and show:
