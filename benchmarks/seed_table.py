@@ -10,6 +10,9 @@ already is kept. Then every trained network and every classical baseline is eval
 on the validation sequences, where choices are made, and on the test sequences, used for nothing else, over
 periods 10/20/40 and LR noise none / b0 1000 / b0 100. The record keeps, per data set, scene family (the
 sequences' meta.json), period, noise and method, the mean PSNR over the non-key frames; for a network, per seed.
+``--add`` adds the recipes to the record already at ``--json`` and keeps those it holds, whose networks need not
+be on this machine; the classical baselines must measure the same, or the data sets are not the record's and
+nothing is written.
 """
 from __future__ import annotations
 
@@ -96,6 +99,30 @@ def evaluate_on(data: str, out: Path, networks: dict[str, str]) -> dict:
     return {'data': data, 'families': families, 'cells': family_means(result['rows'], families)}
 
 
+def added_to(kept: dict, measured: dict) -> dict:
+    """``kept``, the record on file, with the recipes of ``measured`` added (or measured again); its own command,
+    date and machine stay, and ``additions`` says which command added which recipes, when and where."""
+    if kept['seeds'] != measured['seeds']:
+        raise SystemExit(f"--add: the record has seeds {kept['seeds']}, this run {measured['seeds']}")
+    merged = {**kept, 'recipes': {**kept['recipes'], **measured['recipes']}, 'describe': measured['describe'],
+              'training_minutes': {**kept['training_minutes'], **measured['training_minutes']}, 'sets': {}}
+    new_methods = {f'{r}_s{s}' for r in measured['recipes'] for s in measured['seeds']}
+    for name, part in measured['sets'].items():
+        old = kept['sets'][name]
+        classical = {(c['family'], c['period'], c['b0'], c['method']): c['psnr'] for c in old['cells']
+                     if c['method'] in BASELINES}
+        for c in part['cells']:
+            key = (c['family'], c['period'], c['b0'], c['method'])
+            if key in classical and abs(classical[key] - c['psnr']) > 1e-6:
+                raise SystemExit(f'--add: {name} {key}: {c["psnr"]:.4f} dB here, {classical[key]:.4f} in the record; '
+                                 'the data sets are not the ones it was measured on')
+        merged['sets'][name] = {**old, 'cells': [c for c in old['cells'] if c['method'] not in new_methods]
+                                + [c for c in part['cells'] if c['method'] in new_methods]}
+    merged['additions'] = kept.get('additions', []) + [
+        {k: measured[k] for k in ('command', 'date', 'machine')} | {'recipes': list(measured['recipes'])}]
+    return merged
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--recipes', default=','.join(RECIPES), help='comma list of ' + ', '.join(RECIPES))
@@ -103,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--jobs', type=int, default=2, help='trainings at a time, one thread each')
     parser.add_argument('--out', default='results/seed_table', help="training logs and evaluate's own outputs")
     parser.add_argument('--json', default='docs/results/seeds.json')
+    parser.add_argument('--add', action='store_true',
+                        help="add these recipes to the record at --json, keeping the recipes it already holds")
     args = parser.parse_args(argv)
     recipes = args.recipes.split(',')
     unknown = [r for r in recipes if r not in RECIPES]
@@ -114,11 +143,14 @@ def main(argv: list[str] | None = None) -> int:
     with ThreadPoolExecutor(args.jobs) as pool:
         trained = dict(zip(jobs, pool.map(lambda job: train_seed(*job, out / 'logs'), jobs)))
     networks = {f'{recipe}_s{seed}': str(ROOT / t['network']) for (recipe, seed), t in trained.items()}
-    record.write(ROOT / args.json, {
-        **record.header(), 'recipes': {r: RECIPES[r] for r in recipes}, 'describe': DESCRIBE, 'seeds': args.seeds,
-        'training_minutes': {f'{r}_s{s}': t['minutes'] for (r, s), t in trained.items()},
-        'periods': PERIODS, 'b0s': ['none', '1000', '100'], 'convention': 'paper', 'lr_sep': 1,
-        'sets': {name: evaluate_on(f'datasets/demo/xray/{name}', out / name, networks) for name in ('val', 'test')}})
+    measured = {**record.header(), 'recipes': {r: RECIPES[r] for r in recipes}, 'describe': DESCRIBE,
+                'seeds': args.seeds, 'training_minutes': {f'{r}_s{s}': t['minutes'] for (r, s), t in trained.items()},
+                'periods': PERIODS, 'b0s': ['none', '1000', '100'], 'convention': 'paper', 'lr_sep': 1,
+                'sets': {name: evaluate_on(f'datasets/demo/xray/{name}', out / name, networks)
+                         for name in ('val', 'test')}}
+    if args.add and (ROOT / args.json).is_file():
+        measured = added_to(json.loads((ROOT / args.json).read_text()), measured)
+    record.write(ROOT / args.json, measured)
     return 0
 
 

@@ -75,3 +75,42 @@ def test_seed_table_means_each_family_over_its_sequences_non_key_frames(monkeypa
             for s, k, p in (('a', False, 30.0), ('a', True, float('inf')), ('b', False, 32.0), ('c', False, 20.0))]
     means = seed_table.family_means(rows, {'a': 'wing', 'b': 'wing', 'c': 'bubbles'})
     assert {(m['family'], m['psnr'], m['frames']) for m in means} == {('wing', 31.0, 2), ('bubbles', 20.0, 1)}
+
+
+def test_seed_table_adds_recipes_to_the_record_only_on_the_same_data(monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(ROOT / 'benchmarks'))
+    spec = importlib.util.spec_from_file_location('seed_table', ROOT / 'benchmarks' / 'seed_table.py')
+    seed_table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(seed_table)
+    machine = {'cpu': 'Test CPU', 'cpu_count': 2, 'threads': 1, 'torch': '0', 'device': 'cpu'}
+
+    def run(recipe: str, psnr: float, bayes: float = 30.0, date: str = '2000-01-01') -> dict:
+        cells = [{'family': 'wing', 'period': 20, 'b0': '1000', 'method': m, 'psnr': bayes - i}
+                 for i, m in enumerate(('bayes', 'temporal', 'key_copy', 'bicubic'))]
+        cells += [{'family': 'wing', 'period': 20, 'b0': '1000', 'method': f'{recipe}_s{s}', 'psnr': psnr + s / 100}
+                  for s in (10, 11)]
+        part = {'data': 'x', 'families': {'seq_000': 'wing'}, 'cells': cells}
+        return {'command': f'python benchmarks/seed_table.py --recipes {recipe}', 'date': date, 'machine': machine,
+                'recipes': {recipe: [f'{recipe}.yml']}, 'describe': {recipe: recipe}, 'seeds': [10, 11],
+                'training_minutes': {f'{recipe}_s10': 1.0}, 'sets': {'val': part, 'test': part}}
+
+    merged = seed_table.added_to(run('stf', 31.0), run('edvrstf', 29.0, date='2000-01-02'))
+    assert list(merged['recipes']) == ['stf', 'edvrstf']
+    assert merged['command'] == 'python benchmarks/seed_table.py --recipes stf'  # the record's own provenance stays
+    assert merged['additions'][0]['recipes'] == ['edvrstf'] and merged['additions'][0]['date'] == '2000-01-02'
+    methods = sorted(c['method'] for c in merged['sets']['val']['cells'])
+    assert methods == ['bayes', 'bicubic', 'edvrstf_s10', 'edvrstf_s11', 'key_copy', 'stf_s10', 'stf_s11',
+                       'temporal']
+    again = seed_table.added_to(merged, run('stf', 32.0))  # a recipe measured again replaces its cells
+    assert [c['psnr'] for c in again['sets']['test']['cells'] if c['method'] == 'stf_s10'] == [32.1]
+    try:
+        seed_table.added_to(merged, run('lr_only', 25.0, bayes=30.5))  # other data: the baselines differ
+    except SystemExit as refusal:
+        assert 'not the ones it was measured on' in str(refusal)
+    else:
+        raise AssertionError('a record of other data sets was merged')
+
+    (tmp_path / 'seeds.json').write_text(json.dumps(merged))
+    monkeypatch.setattr(render_results, 'RECORDS', tmp_path)
+    page = render_results.results_page()
+    assert '`edvrstf` added by `python benchmarks/seed_table.py --recipes edvrstf`, 2000-01-02, on Test CPU' in page
