@@ -2,6 +2,8 @@
 import importlib.util
 import json
 
+import pytest
+
 from helpers import ROOT
 
 spec = importlib.util.spec_from_file_location('render_results', ROOT / 'benchmarks' / 'render_results.py')
@@ -66,11 +68,16 @@ def test_the_seed_table_gives_mean_and_spread_and_marks_a_recipe_below_classical
     assert '| stf | 27.75 | 0.40 | 2 of 4 |' in page  # seed means 27.95 and 27.55; bubbles below in both seeds
 
 
-def test_seed_table_means_each_family_over_its_sequences_non_key_frames(monkeypatch):
+def load_seed_table(monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / 'benchmarks'))  # its own helper module (record.py)
     spec = importlib.util.spec_from_file_location('seed_table', ROOT / 'benchmarks' / 'seed_table.py')
     seed_table = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(seed_table)
+    return seed_table
+
+
+def test_seed_table_means_each_family_over_its_sequences_non_key_frames(monkeypatch):
+    seed_table = load_seed_table(monkeypatch)
     rows = [dict(sequence=s, period=20, b0='1000', method='bayes', is_key=k, psnr=p)
             for s, k, p in (('a', False, 30.0), ('a', True, float('inf')), ('b', False, 32.0), ('c', False, 20.0))]
     means = seed_table.family_means(rows, {'a': 'wing', 'b': 'wing', 'c': 'bubbles'})
@@ -78,10 +85,7 @@ def test_seed_table_means_each_family_over_its_sequences_non_key_frames(monkeypa
 
 
 def test_seed_table_adds_recipes_to_the_record_only_on_the_same_data(monkeypatch, tmp_path):
-    monkeypatch.syspath_prepend(str(ROOT / 'benchmarks'))
-    spec = importlib.util.spec_from_file_location('seed_table', ROOT / 'benchmarks' / 'seed_table.py')
-    seed_table = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(seed_table)
+    seed_table = load_seed_table(monkeypatch)
     machine = {'cpu': 'Test CPU', 'cpu_count': 2, 'threads': 1, 'torch': '0', 'device': 'cpu'}
 
     def run(recipe: str, psnr: float, bayes: float = 30.0, date: str = '2000-01-01') -> dict:
@@ -103,12 +107,8 @@ def test_seed_table_adds_recipes_to_the_record_only_on_the_same_data(monkeypatch
                        'temporal']
     again = seed_table.added_to(merged, run('stf', 32.0))  # a recipe measured again replaces its cells
     assert [c['psnr'] for c in again['sets']['test']['cells'] if c['method'] == 'stf_s10'] == [32.1]
-    try:
+    with pytest.raises(SystemExit, match='not the ones it was measured on'):
         seed_table.added_to(merged, run('lr_only', 25.0, bayes=30.5))  # other data: the baselines differ
-    except SystemExit as refusal:
-        assert 'not the ones it was measured on' in str(refusal)
-    else:
-        raise AssertionError('a record of other data sets was merged')
 
     (tmp_path / 'seeds.json').write_text(json.dumps(merged))
     monkeypatch.setattr(render_results, 'RECORDS', tmp_path)

@@ -399,8 +399,8 @@ def repeat_of(frame: np.ndarray, level: float = PERIODIC_LEVEL) -> tuple[float, 
     power = np.fft.fftshift(np.abs(np.fft.fft2(img)) ** 2)
     h, w = power.shape
     ky, kx = np.meshgrid((np.arange(h) - h // 2) / h, (np.arange(w) - w // 2) / w, indexing='ij')
-    power[np.hypot(ky * h, kx * w) < 3] = 0  # the mean and the window's own lobe
     periods = np.hypot(ky * h, kx * w)  # how many times a frequency repeats across the frame
+    power[periods < 3] = 0  # the mean and the window's own lobe
     share = ndimage.uniform_filter(power, 3) * 9 / max(power.sum(), 1e-30)
     strong = (share == ndimage.maximum_filter(share, size=5)) & (share > level) & (ky >= 0) & (periods >= PERIODS)
     peaks = sorted(zip(kx[strong], ky[strong], share[strong]), key=lambda p: -p[2])
