@@ -359,6 +359,9 @@ def card_page(card: dict) -> str:
         '## Training', '',
         f"Recipe `{card['recipe']}`, {card['total_iter']} iterations, training seed {card['manual_seed']}; "
         f"the options of the run are `options.yml` beside the weights. Retrain with `{card['retrain']}`.", '',
+        *[f"Pretrained first by `{step['recipe']}`, {step['total_iter']} iterations from random weights, on "
+          f"`{step['root']}`: {step['clips']} REDS-layout clips of {step['frames']} frames "
+          f"(`{step['command']}`).\n" for step in card.get('pretrained_by', [])],
         'Training data (scene families never used for validation or test):', '', *trained_on_text(trained)]
     if card['validation']:
         v = card['validation']

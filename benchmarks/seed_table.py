@@ -38,11 +38,11 @@ RECIPES = {  # method name -> its option files in training order
     'stf': ['options/demo/finetune_xray_prop_demo.yml'],
     'stf_cpu_hour': ['options/cpu_hour/finetune_xray_prop_cpu_hour.yml'],
     'edvrstf': ['options/demo/pretrain_reds_demo.yml', 'options/demo/finetune_xray_demo.yml'],
-    'lr_only': ['options/demo/finetune_xray_prop_lronly_demo.yml'],
+    'lr_only': ['options/demo/pretrain_reds_prop_lronly_demo.yml', 'options/demo/finetune_xray_prop_lronly_demo.yml'],
 }
 DESCRIBE = {'stf': 'PropSTF, the demo recipe', 'stf_cpu_hour': 'PropSTF, the CPU-hour recipe',
             'edvrstf': 'EDVRSTF, the demo recipe (the original XFusion network)',
-            'lr_only': 'PropVSR, the LR-only demo recipe'}
+            'lr_only': 'PropVSR, the LR-only demo recipe (pretrained on the REDS-layout clips)'}
 PERIODS, B0S = [10, 20, 40], [None, 1000.0, 100.0]
 
 

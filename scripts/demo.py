@@ -7,8 +7,9 @@ cores, by the machine's speed.
    clean (noise is added when they are evaluated);
 2. training (``experiments/demo_*``): the EDVR-based window network (pretrained on the REDS-layout
    clips, then transfer-learned on the x-ray sequences), the key-frame propagation network
-   (PropSTF, a segment network, on the x-ray sequences) and its LR-only variant, the last two side by
-   side with the cores shared out (``test.py`` follows the shorter one);
+   (PropSTF, a segment network, on the x-ray sequences) and its LR-only variant (PropVSR, pretrained on the
+   REDS-layout clips, then trained on the x-ray sequences), the last two side by side with the cores shared
+   out (``test.py`` follows the shorter one);
 3. ``test.py`` on the fine-tuned EDVR experiment (validation sequences; ``results/demo_finetune_xray``);
 4. the choice of the recommended network: both key-frame networks on the *validation* sequences
    (period 20, LR noise b0 = 1000); the better one becomes the method ``stf``, written to
@@ -124,7 +125,8 @@ def synth(kind: str, out: Path, *args: str) -> list[tuple[str, list[str], str]]:
 NETWORKS = {
     'edvrstf': ('demo_finetune_xray', ['options/demo/pretrain_reds_demo.yml', 'options/demo/finetune_xray_demo.yml']),
     'propstf': ('demo_finetune_xray_prop', ['options/demo/finetune_xray_prop_demo.yml']),
-    'lr_only': ('demo_finetune_xray_prop_lronly', ['options/demo/finetune_xray_prop_lronly_demo.yml']),
+    'lr_only': ('demo_finetune_xray_prop_lronly', ['options/demo/pretrain_reds_prop_lronly_demo.yml',
+                                                   'options/demo/finetune_xray_prop_lronly_demo.yml']),
 }
 KEY_FRAME_NETWORKS = ('edvrstf', 'propstf')  # the candidates for the recommended network
 
@@ -183,7 +185,7 @@ def main() -> None:
         run(title, command, log_name)
     test_py = ('test.py on the validation sequences',
                [sys.executable, 'test.py', '-opt', 'options/demo/finetune_xray_demo.yml'], 'test')
-    side_by_side(training['propstf'], training['lr_only'] + [test_py])
+    side_by_side(training['propstf'] + [test_py], training['lr_only'])
     marks['training'] = time.time()
 
     # the recommended network: the better key-frame network on the validation sequences

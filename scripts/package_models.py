@@ -86,6 +86,21 @@ def trained_on(options: dict) -> dict:
             'noise_prob': train.get('noise_prob'), 'crop_hr': train.get('gt_size')}
 
 
+def pretrained_by(option_files: list[str]) -> list[dict]:
+    """The steps of a recipe before its last (pretraining): option file, iterations and the clips trained on."""
+    steps = []
+    for option_file in option_files:
+        options = load_option_file(ROOT / option_file)
+        train = options['datasets']['train']
+        root = Path(train.get('dataroot_gt') or train['dataroot']).parent  # the data set's folder (synth.json)
+        command = json.loads((ROOT / root / 'synth.json').read_text())
+        flags = dict(zip(command[2::2], command[3::2]))
+        steps.append({'recipe': option_file, 'total_iter': int(float(options['train']['total_iter'])),
+                      'root': str(root), 'clips': int(flags['--sequences']), 'frames': int(flags['--frames']),
+                      'command': 'xfusion ' + ' '.join(command)})
+    return steps
+
+
 def test_table(results: dict, method: str) -> list[dict]:
     """Per family, period and LR noise: the mean PSNR of the network and of every classical baseline."""
     families = results['families']
@@ -152,13 +167,14 @@ def package(method: str, network_key: str, checkpoint: str, results: dict, choic
     torch.save({'params': state}, folder / WEIGHTS)
     (folder / OPTIONS).write_text(portable_options(options))
     role, versus = ROLE[method]
-    recipe = demo.NETWORKS[network_key][1][-1]
+    *pretraining, recipe = demo.NETWORKS[network_key][1]
     header = {k: v for k, v in record.header().items() if k != 'date'}  # the package stays timeless
     card = {
         **header, 'name': name, 'network': network, 'role': role, 'method': method,
         'parameters': int(sum(v.numel() for v in state.values())), 'bytes': (folder / WEIGHTS).stat().st_size,
         'recipe': recipe, 'manual_seed': options.get('manual_seed'), 'total_iter': options['train']['total_iter'],
-        'retrain': 'python scripts/package_models.py', 'trained_on': trained_on(options),
+        'retrain': 'python scripts/package_models.py', 'pretrained_by': pretrained_by(pretraining),
+        'trained_on': trained_on(options),
         'validation': {'families': list(ROLES['val']), **choice} if method == 'stf' else None,
         'test': {'data': results['data'], 'families': list(ROLES['test']), 'convention': results['convention'],
                  'lr_sep': results['lr_sep'], 'rows': test_table(results, method)},
