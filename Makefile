@@ -30,7 +30,7 @@ lint: $(STAMP)
 clean-venv:
 	rm -rf $(VENV)
 
-# make demo: the whole pipeline on synthetic data (10 to 25 minutes on 2 CPU cores, by the machine's speed)
+# make demo: the whole pipeline on synthetic data (about 15 minutes on 2 CPU cores, more on a slower machine)
 .PHONY: demo
 demo: $(STAMP)
 	$(PY) scripts/demo.py

@@ -305,8 +305,9 @@ def seeds_section(record: dict | None) -> str:
              *[f"- `{r}`: {record['describe'].get(r, '')} ({', '.join(f'`{f}`' for f in record['recipes'][r])})"
                for r in recipes]]
     for added in record.get('additions', []):
-        parts += ['', f"{', '.join(f'`{r}`' for r in added['recipes'])} added by {machine_line(added)}, on the "
-                  'same data sets (its classical baselines measured the same).']
+        again = added.get('replaced', [])  # a recipe the record held, measured again (its cells replaced)
+        parts += ['', ', '.join(f'`{r}`' + (' measured again' if r in again else ' added') for r in added['recipes'])
+                  + f" by {machine_line(added)}, on the same data sets (its classical baselines measured the same)."]
     for name, title in (('test', 'Test families (never used for training or a choice)'),
                         ('val', 'Validation families (where the choices were made)')):
         part = record['sets'][name]

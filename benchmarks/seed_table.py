@@ -119,7 +119,9 @@ def added_to(kept: dict, measured: dict) -> dict:
         merged['sets'][name] = {**old, 'cells': [c for c in old['cells'] if c['method'] not in new_methods]
                                 + [c for c in part['cells'] if c['method'] in new_methods]}
     merged['additions'] = kept.get('additions', []) + [
-        {k: measured[k] for k in ('command', 'date', 'machine')} | {'recipes': list(measured['recipes'])}]
+        {k: measured[k] for k in ('command', 'date', 'machine')} | {'recipes': list(measured['recipes']),
+                                                                   'replaced': [r for r in measured['recipes']
+                                                                                if r in kept['recipes']]}]
     return merged
 
 

@@ -1,5 +1,5 @@
-"""``make demo``: the whole XFusion pipeline on built-in synthetic data, on a CPU: 10 to 25 minutes on 2
-cores, by the machine's speed.
+"""``make demo``: the whole XFusion pipeline on built-in synthetic data, on a CPU: about 15 minutes on 2
+cores, more on a slower machine.
 
 1. synthetic data (``datasets/demo/``): REDS-layout clips (pretraining) and x-ray sequences of disjoint
    scene families and seeds (``xfusion synth xray --families``, the roles of ``xfusion.synth.xray.ROLES``):

@@ -1,6 +1,6 @@
 """Retrain the networks that ship inside xfusion (``xfusion/pretrained/``) and write them with their model cards.
 
-    python scripts/package_models.py               # about 15 minutes on 2 CPU cores
+    python scripts/package_models.py               # about 20 minutes on 2 CPU cores
     python scripts/package_models.py --use-demo    # package what a finished make demo trained (3 minutes)
 
 1. ``make demo``'s steps (``scripts/demo.py``): the synthetic data, the training of every demo network and the

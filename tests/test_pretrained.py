@@ -38,6 +38,16 @@ def test_the_package_carries_the_recommended_network_and_its_lr_only_variant():
         assert set(torch.load(model.checkpoint, weights_only=True)) == {'params'}  # the weights alone
 
 
+def test_a_card_names_the_pretraining_its_recipe_began_with():
+    models = packaged_models()
+    assert models['propstf'].card['pretrained_by'] == []  # trained from random weights on the x-ray sequences
+    (step,) = models['propvsr'].card['pretrained_by']  # the LR-only recipe: the REDS-layout clips first
+    assert step['recipe'] == 'options/demo/pretrain_reds_prop_lronly_demo.yml' and step['clips'] > 0
+    assert load_option_file(FOLDER.parents[1] / step['recipe'])['network_g'] == load_network('propvsr')[1]
+    page = (FOLDER / 'propvsr' / 'card.md').read_text()
+    assert f"Pretrained first by `{step['recipe']}`, {step['total_iter']} iterations" in page
+
+
 @pytest.mark.parametrize('name', sorted(packaged_models()))
 def test_packaged_weights_load_strictly_and_reproduce_their_stored_output(name):
     net, net_opt = load_network(name)  # strict: every parameter, no extra one (xfusion.checkpoint)

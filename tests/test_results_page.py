@@ -107,6 +107,7 @@ def test_seed_table_adds_recipes_to_the_record_only_on_the_same_data(monkeypatch
                        'temporal']
     again = seed_table.added_to(merged, run('stf', 32.0))  # a recipe measured again replaces its cells
     assert [c['psnr'] for c in again['sets']['test']['cells'] if c['method'] == 'stf_s10'] == [32.1]
+    assert again['additions'][-1]['replaced'] == ['stf'] and merged['additions'][0]['replaced'] == []
     with pytest.raises(SystemExit, match='not the ones it was measured on'):
         seed_table.added_to(merged, run('lr_only', 25.0, bayes=30.5))  # other data: the baselines differ
 
@@ -114,3 +115,6 @@ def test_seed_table_adds_recipes_to_the_record_only_on_the_same_data(monkeypatch
     monkeypatch.setattr(render_results, 'RECORDS', tmp_path)
     page = render_results.results_page()
     assert '`edvrstf` added by `python benchmarks/seed_table.py --recipes edvrstf`, 2000-01-02, on Test CPU' in page
+    (tmp_path / 'seeds.json').write_text(json.dumps(again))
+    page = render_results.results_page()
+    assert '`stf` measured again by `python benchmarks/seed_table.py --recipes stf`, 2000-01-01' in page
