@@ -69,14 +69,19 @@ RUN_FOLDERS = ('experiments_root', 'models', 'training_states', 'log', 'visualiz
 REFERENCE_CROP = dict(sequence='seq_000', frames=13, period=6, lr_box=(4, 20, 4, 20))  # 16x16 LR, 64x64 HR
 
 
+def synth_command(root: str | Path) -> tuple[list[str], dict[str, str]]:
+    """The ``xfusion synth`` command that made a data set (its synth.json), and that command's flags."""
+    command = json.loads((ROOT / root / 'synth.json').read_text())
+    return command, dict(zip(command[2::2], command[3::2]))  # ['synth', 'xray', '--out', X, '--seed', S, ...]
+
+
 def trained_on(options: dict) -> dict:
     """The training data of a run, from its options and the synth.json of each data root."""
     train = options['datasets']['train']
     roots = train['dataroot'] if isinstance(train['dataroot'], list) else [train['dataroot']]
     sets = []
     for root in roots:
-        command = json.loads((ROOT / root / 'synth.json').read_text())
-        flags = dict(zip(command[2::2], command[3::2]))  # ['synth', 'xray', '--out', X, '--seed', S, ...]
+        command, flags = synth_command(root)
         families = ROLES.get(flags.get('--families'), [flags.get('--families', 'mixed')])
         sets.append({'root': root, 'families': list(families), 'sequences': int(flags['--sequences']),
                      'frames': int(flags['--frames']), 'seed': int(flags['--seed']),
@@ -93,8 +98,7 @@ def pretrained_by(option_files: list[str]) -> list[dict]:
         options = load_option_file(ROOT / option_file)
         train = options['datasets']['train']
         root = Path(train.get('dataroot_gt') or train['dataroot']).parent  # the data set's folder (synth.json)
-        command = json.loads((ROOT / root / 'synth.json').read_text())
-        flags = dict(zip(command[2::2], command[3::2]))
+        command, flags = synth_command(root)
         steps.append({'recipe': option_file, 'total_iter': int(float(options['train']['total_iter'])),
                       'root': str(root), 'clips': int(flags['--sequences']), 'frames': int(flags['--frames']),
                       'command': 'xfusion ' + ' '.join(command)})
