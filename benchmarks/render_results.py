@@ -305,7 +305,7 @@ def seeds_section(record: dict | None) -> str:
              *[f"- `{r}`: {record['describe'].get(r, '')} ({', '.join(f'`{f}`' for f in record['recipes'][r])})"
                for r in recipes]]
     for added in record.get('additions', []):
-        again = added.get('replaced', [])  # a recipe the record held, measured again (its cells replaced)
+        again = added['replaced']  # recipes the record held, measured again (their cells replaced)
         parts += ['', ', '.join(f'`{r}`' + (' measured again' if r in again else ' added') for r in added['recipes'])
                   + f" by {machine_line(added)}, on the same data sets (its classical baselines measured the same)."]
     for name, title in (('test', 'Test families (never used for training or a choice)'),
@@ -360,9 +360,10 @@ def card_page(card: dict) -> str:
         '## Training', '',
         f"Recipe `{card['recipe']}`, {card['total_iter']} iterations, training seed {card['manual_seed']}; "
         f"the options of the run are `options.yml` beside the weights. Retrain with `{card['retrain']}`.", '',
-        *[f"Pretrained first by `{step['recipe']}`, {step['total_iter']} iterations from random weights, on "
-          f"`{step['root']}`: {step['clips']} REDS-layout clips of {step['frames']} frames "
-          f"(`{step['command']}`).\n" for step in card.get('pretrained_by', [])],
+        *[line for step in card['pretrained_by'] for line in (
+            f"Pretrained first by `{step['recipe']}`, {step['total_iter']} iterations from random weights, on "
+            f"`{step['root']}`: {step['clips']} REDS-layout clips of {step['frames']} frames (`{step['command']}`).",
+            '')],
         'Training data (scene families never used for validation or test):', '', *trained_on_text(trained)]
     if card['validation']:
         v = card['validation']
