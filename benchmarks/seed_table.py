@@ -90,9 +90,11 @@ def family_means(rows: list[dict], families: dict[str, str]) -> list[dict]:
             for (f, p, b, m), v in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0])))]
 
 
-def evaluate_on(data: str, out: Path, networks: dict[str, str]) -> dict:
+def evaluate_on(data: str, out: Path, networks: dict[str, str], options: dict[str, str] | None = None) -> dict:
+    """``options``: {method: option file} whose network_g builds the network (default: its training run's)."""
     result = evaluate(EvaluateConfig(data=str(ROOT / data), out=str(out), methods=list(BASELINES) + list(networks),
-                                     periods=PERIODS, lr_seps=[1], b0s=B0S, networks=networks))
+                                     periods=PERIODS, lr_seps=[1], b0s=B0S, networks=networks,
+                                     options={m: str(ROOT / f) for m, f in (options or {}).items()}))
     sequences = sorted({r['sequence'] for r in result['rows']})
     families = {seq: json.loads((ROOT / data / seq / 'meta.json').read_text()).get('family', 'mixed')
                 for seq in sequences}
@@ -145,10 +147,13 @@ def main(argv: list[str] | None = None) -> int:
     with ThreadPoolExecutor(args.jobs) as pool:
         trained = dict(zip(jobs, pool.map(lambda job: train_seed(*job, out / 'logs'), jobs)))
     networks = {f'{recipe}_s{seed}': str(ROOT / t['network']) for (recipe, seed), t in trained.items()}
+    # each network as its recipe builds it today (network_g of its last option file): an inference setting such as
+    # PropVSR's self_ensemble changes no weight, so a network trained before it is measured with it too
+    options = {f'{recipe}_s{seed}': RECIPES[recipe][-1] for recipe, seed in trained}
     measured = {**record.header(), 'recipes': {r: RECIPES[r] for r in recipes}, 'describe': DESCRIBE,
                 'seeds': args.seeds, 'training_minutes': {f'{r}_s{s}': t['minutes'] for (r, s), t in trained.items()},
                 'periods': PERIODS, 'b0s': ['none', '1000', '100'], 'convention': 'paper', 'lr_sep': 1,
-                'sets': {name: evaluate_on(f'datasets/demo/xray/{name}', out / name, networks)
+                'sets': {name: evaluate_on(f'datasets/demo/xray/{name}', out / name, networks, options)
                          for name in ('val', 'test')}}
     if args.add and (ROOT / args.json).is_file():
         measured = added_to(json.loads((ROOT / args.json).read_text()), measured)

@@ -13,7 +13,7 @@ from xfusion.archs.propstf_arch import PropSTF
 from xfusion.archs.propvsr_arch import PropVSR
 from xfusion.baselines import bayes, estimate_noise_var, estimate_noise_var_temporal, temporal
 from xfusion.camera import area_average
-from xfusion.inference import SequenceInference
+from xfusion.inference import DIHEDRAL, SequenceInference, dihedral
 from xfusion.io.frames import read_frame
 from xfusion.schedule import FrameSource, KeySchedule
 
@@ -110,6 +110,29 @@ def test_segment_inference_runs_each_segment_once_and_matches_the_forward():
     lr_only = perturbed(PropVSR(num_feat=8, flow_feat=8, num_feat_up=8, context=2))
     assert len(list(SequenceInference(lr_only, batch=4).run(source))) == 23
 
+
+
+def test_the_self_ensemble_averages_the_network_over_the_flips_and_transposes_of_its_frames():
+    lr, _ = scene(frames=9, size=(8, 12))
+    source = FrameSource(lambda t: lr[t], None, KeySchedule.every(4, 9), 1)
+    net = perturbed(PropVSR(num_feat=8, flow_feat=8, num_feat_up=8, context=2))
+    plain = dict(SequenceInference(net).run(source))
+    net.self_ensemble = True
+    ensemble = dict(SequenceInference(net, batch=3).run(source))
+    assert sorted(ensemble) == list(range(9)) and ensemble[4].shape == plain[4].shape == (1, 32, 48)
+    # by hand: the network on each transformed sequence (non-square frames: transposed ones are 12x8), turned back
+    by_hand = torch.zeros(9, 1, 32, 48)
+    for k in range(DIHEDRAL):
+        turned = FrameSource(lambda t, k=k: dihedral(torch.from_numpy(lr[t]), k).numpy(), None, source.schedule, 1)
+        net.self_ensemble = False
+        for t, out in SequenceInference(net).run(turned):
+            by_hand[t] += dihedral(out, k, inverse=True) / DIHEDRAL
+    assert max((ensemble[t] - by_hand[t]).abs().max() for t in range(9)) < 1e-5
+    assert max((ensemble[t] - plain[t]).abs().max() for t in range(9)) > 1e-4  # the network is not symmetric
+    # each transform undone gives the frame back
+    x = torch.arange(12.).reshape(3, 4)
+    assert all(torch.equal(dihedral(dihedral(x, k), k, inverse=True), x) for k in range(DIHEDRAL))
+    assert len({tuple(dihedral(x, k).flatten().tolist()) for k in range(DIHEDRAL)}) == DIHEDRAL
 
 def test_a_few_training_steps_lower_the_loss():
     lr, hr = scene(frames=9)

@@ -8,7 +8,9 @@ forward.
 Segment networks: the sequence is cut at its key frames (``KeySchedule.segments``); each segment
 (its LR frames, the key frames at its ends, ``context`` LR frames beyond) is propagated once and its
 time steps decoded in batches. Only one segment is held at a time, so memory grows with the
-key-frame period, never with the length of the sequence.
+key-frame period, never with the length of the sequence. A segment network whose ``self_ensemble`` is set is run
+on the 8 flips and transposes of its frames (``dihedral``) and its outputs, turned back, are averaged: 8 times the
+time and the memory of a segment, for a smoother estimate where the network learnt a direction-dependent guess.
 
 Time steps are decoded in batches, under autocast (bf16 / fp16), with no host-device copies
 inside the loop other than frames in and frames out. Used by ``test.py`` (validation),
@@ -26,6 +28,15 @@ from xfusion.errors import InputError
 from xfusion.schedule import FrameSource
 
 PRECISIONS = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+DIHEDRAL = 8  # the flips and transposes of a frame (the symmetries of the square)
+
+
+def dihedral(x: torch.Tensor, k: int, inverse: bool = False) -> torch.Tensor:
+    """x (..., h, w) under the k-th of the ``DIHEDRAL`` flips and transposes (0: unchanged); ``inverse``: undo it."""
+    steps = [(k & 4, lambda a: a.transpose(-1, -2)), (k & 1, lambda a: a.flip(-1)), (k & 2, lambda a: a.flip(-2))]
+    for on, step in (reversed(steps) if inverse else steps):
+        x = step(x) if on else x
+    return x
 
 
 def supports_cache(net: STFNetwork) -> bool:
@@ -65,6 +76,7 @@ class SequenceInference:
         self.num_lr = net.num_frame
         self.uses_keys = net.uses_keys
         self._cache, self._cache_source = None, None
+        self.transforms = range(DIHEDRAL) if getattr(net, 'self_ensemble', False) else range(1)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if channels_last:
             net.to(memory_format=torch.channels_last)
@@ -112,14 +124,16 @@ class SequenceInference:
                 if self.uses_keys:
                     hq = torch.stack([self._to_device(source.read_key(k)) for k in keys])[None]
                     key_pos = torch.tensor([[k - first for k in keys]], device=self.device)
-                state = self.net.propagate(lq, hq, key_pos)
+                states = [self.net.propagate(dihedral(lq, k), None if hq is None else dihedral(hq, k), key_pos)
+                          for k in self.transforms]
             for i in range(0, len(outputs), self.batch):
                 chunk = outputs[i:i + self.batch]
                 with torch.inference_mode(), autocast_for(self.device, self.precision):
                     pos = torch.tensor([[t - first for t in chunk]], device=self.device)
-                    out = self.net.decode(state, pos)[0].float().cpu()
-                yield from zip(chunk, out.clone())
-            del state
+                    out = sum(dihedral(self.net.decode(state, pos)[0].float(), k, inverse=True)
+                              for k, state in zip(self.transforms, states)) / len(states)
+                yield from zip(chunk, out.cpu().clone())
+            del states
 
     # ---- per-window: the plain forward on each window --------------------------------------
     def _window_step(self, source: FrameSource, chunk: list[int]) -> torch.Tensor:
