@@ -42,7 +42,8 @@ RECIPES = {  # method name -> its option files in training order
 }
 DESCRIBE = {'stf': 'PropSTF, the demo recipe', 'stf_cpu_hour': 'PropSTF, the CPU-hour recipe',
             'edvrstf': 'EDVRSTF, the demo recipe (the original XFusion network)',
-            'lr_only': 'PropVSR, the LR-only demo recipe (pretrained on the REDS-layout clips)'}
+            'lr_only': 'PropVSR, the LR-only demo recipe (pretrained on the REDS-layout clips; self-ensemble at '
+                       'inference)'}
 PERIODS, B0S = [10, 20, 40], [None, 1000.0, 100.0]
 
 
