@@ -121,7 +121,10 @@ def added_to(kept: dict, measured: dict) -> dict:
                                  'the data sets are not the ones it was measured on')
         merged['sets'][name] = {**old, 'cells': [c for c in old['cells'] if c['method'] not in new_methods]
                                 + [c for c in part['cells'] if c['method'] in new_methods]}
-    merged['additions'] = kept.get('additions', []) + [
+    # an earlier addition no longer speaks for the recipes measured again
+    earlier = [{**a, 'recipes': [r for r in a['recipes'] if r not in measured['recipes']]}
+               for a in kept.get('additions', [])]
+    merged['additions'] = [a for a in earlier if a['recipes']] + [
         {k: measured[k] for k in ('command', 'date', 'machine')} | {'recipes': list(measured['recipes']),
                                                                    'replaced': [r for r in measured['recipes']
                                                                                 if r in kept['recipes']]}]

@@ -108,6 +108,9 @@ def test_seed_table_adds_recipes_to_the_record_only_on_the_same_data(monkeypatch
     again = seed_table.added_to(merged, run('stf', 32.0))  # a recipe measured again replaces its cells
     assert [c['psnr'] for c in again['sets']['test']['cells'] if c['method'] == 'stf_s10'] == [32.1]
     assert again['additions'][-1]['replaced'] == ['stf'] and merged['additions'][0]['replaced'] == []
+    twice = seed_table.added_to(again, run('edvrstf', 29.5, date='2000-01-03'))  # only its latest addition speaks
+    assert [(a['recipes'], a['date']) for a in twice['additions']] == [(['stf'], '2000-01-01'),
+                                                                       (['edvrstf'], '2000-01-03')]
     with pytest.raises(SystemExit, match='not the ones it was measured on'):
         seed_table.added_to(merged, run('lr_only', 25.0, bayes=30.5))  # other data: the baselines differ
 
