@@ -148,15 +148,15 @@ def consistency_table(part: dict) -> str:
     rows = []
     for label, runs in part['runs'].items():
         seqs = runs['per_sequence']
-        rows.append([label, ', '.join(f"{v['spearman_chi2_vs_mse']:.2f}" for v in seqs.values()),
-                     f"{runs['spearman_pooled']:.2f}",
-                     ', '.join(f"{v.get('spearman_key_change_vs_mse', float('nan')):.2f}" for v in seqs.values()),
-                     f"{runs.get('spearman_key_change_pooled', float('nan')):.2f}",
-                     ', '.join(f"{v['mean_chi2_key']:.2f}" for v in seqs.values()),
-                     ', '.join(f"{v['mean_chi2_nonkey']:.2f}" for v in seqs.values())])
-    return table(['LR frames, noise model', 'Spearman chi2 vs error, per sequence', 'pooled',
-                  'Spearman key_change vs error, per sequence', 'pooled', 'mean chi2, key frames',
-                  'mean chi2, non-key frames'], rows)
+        scores = [k[len('spearman_'):-len('_pooled')] for k in runs if k.startswith('spearman_') and
+                  k.endswith('_pooled')]
+        for score in scores:
+            rows.append([label, score, ', '.join(f"{v[f'spearman_{score}_vs_mse']:.2f}" for v in seqs.values()),
+                         f"{runs[f'spearman_{score}_pooled']:.2f}"])
+        rows.append([label, 'mean chi2, key frames; non-key frames',
+                     ', '.join(f"{v['mean_chi2_key']:.2f}" for v in seqs.values()) + '; '
+                     + ', '.join(f"{v['mean_chi2_nonkey']:.2f}" for v in seqs.values()), ''])
+    return table(['LR frames, noise model', 'score', 'Spearman vs error, per sequence', 'pooled'], rows)
 
 
 def project_table(part: dict) -> str:
@@ -190,7 +190,8 @@ def trust_section(record: dict | None) -> str:
         f"### LR consistency (`xfusion fuse`, D = {consistency['period']})",
         '',
         'Spearman rank correlation between each per-frame score of `consistency.csv` (chi2; key_change, the share '
-        'of the frame that neither key frame explains) and the true per-frame error (MSE against the ground truth) '
+        'of the frame that neither key frame explains; bayes_rms, the RMS difference from classical Bayesian '
+        'fusion; risk, key_change x bayes_rms^2) and the true per-frame error (MSE against the ground truth) '
         'over the non-key frames, per sequence in the order ' + ', '.join(next(iter(consistency['runs'].values()))
                                                                     ['per_sequence']) + '; the mean chi2 (about 1: '
         'as consistent with the LR camera as the key frames are). nan: a score that is the same for every frame.',

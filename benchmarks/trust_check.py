@@ -10,9 +10,9 @@ seed 0, stored as 16-bit PNG) and only every D-th HR frame.
   LR frames (steps 10, 30, 50 from the sequence, 20 and 40 from the sequence that starts at step 10), and against
   `evaluate` at period 10 (the true quality at the experiment's own period).
 - LR consistency: `fuse` at D = 20; the Spearman rank correlation between each per-frame score of consistency.csv
-  (chi2, key_change) and the true per-frame error (MSE against the ground truth) over the non-key frames, per
-  sequence and pooled, with the noise given (`--b0`) and estimated from the key frames, for noisy and for clean LR
-  frames.
+  (chi2, key_change, bayes_rms, risk) and the true per-frame error (MSE against the ground truth) over the non-key
+  frames, per sequence and pooled, with the noise given (`--b0`) and estimated from the key frames, for noisy and for
+  clean LR frames.
 - `fuse --project` against plain `fuse`: the mean PSNR over the non-key frames.
 PSNR in the float convention throughout.
 """
@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 QUIET = RunOptions(progress=False)
 B0 = 1000.0
 HOLDOUT_PERIOD, FUSE_PERIOD = 10, 20
+SCORES = ('chi2', 'key_change', 'bayes_rms', 'risk')  # the per-frame scores of consistency.csv
 
 
 def make_experiments(data: Path, out: Path, b0: float | None) -> dict:
@@ -111,38 +112,36 @@ def fused_psnr(folder: Path, truth: Path, frames: int, keys: set) -> dict[int, f
 
 
 def consistency(exp: dict, model: str, out: Path, b0: float | None) -> dict:
-    """fuse and fuse --project at D on every sequence: chi2 against the true error, and PSNR."""
+    """fuse and fuse --project at D on every sequence: each per-frame score against the true error, and PSNR."""
     base, d = exp['base'], FUSE_PERIOD
     keys = set(range(0, exp['frames'], d))
     out.mkdir(parents=True)
-    per_sequence, pooled_chi2, pooled_change, pooled_err = {}, [], [], []
+    per_sequence, pooled = {}, {score: [] for score in (*SCORES, 'mse')}
     for name in exp['names']:
         sources = SourceOptions(str(base / 'virtual' / name / 'LR'), str(keys_folder(base, name, d, exp['frames'])),
                                 period=d, b0=b0)
         plain = fuse(FuseConfig(sources, model, str(out / f'fused_{name}'), run=QUIET))
         projected = fuse(FuseConfig(sources, model, str(out / f'projected_{name}'), run=QUIET, project=True))
         with open(plain / 'consistency.csv') as f:
-            rows = list(csv.DictReader(f))
-        chi2 = {int(r['frame']): float(r['chi2']) for r in rows}
-        key_change = {int(r['frame']): float(r['key_change']) for r in rows}
+            rows = {int(r['frame']): r for r in csv.DictReader(f)}
         truth = base / 'virtual' / name / 'HR'
         p_plain = fused_psnr(plain, truth, exp['frames'], keys)
         p_proj = fused_psnr(projected, truth, exp['frames'], keys)
         ts = sorted(p_plain)
         err = [10 ** (-p_plain[t] / 10) for t in ts]  # MSE
-        pooled_chi2 += [chi2[t] for t in ts]
-        pooled_change += [key_change[t] for t in ts]
-        pooled_err += err
+        scores = {score: [float(rows[t][score]) for t in ts] for score in SCORES}
+        for score, values in scores.items():
+            pooled[score] += values
+        pooled['mse'] += err
         per_sequence[name] = {
-            'spearman_chi2_vs_mse': float(spearmanr([chi2[t] for t in ts], err)[0]),
-            'spearman_key_change_vs_mse': float(spearmanr([key_change[t] for t in ts], err)[0]),
+            **{f'spearman_{score}_vs_mse': float(spearmanr(values, err)[0]) for score, values in scores.items()},
             'psnr_fuse': float(np.mean([p_plain[t] for t in ts])),
             'psnr_fuse_project': float(np.mean([p_proj[t] for t in ts])),
-            'mean_chi2_nonkey': float(np.mean([chi2[t] for t in ts])),
-            'mean_chi2_key': float(np.mean([chi2[t] for t in keys])),
+            'mean_chi2_nonkey': float(np.mean(scores['chi2'])),
+            'mean_chi2_key': float(np.mean([float(rows[t]['chi2']) for t in keys])),
             'camera': json.loads((plain / 'xfusion.json').read_text())['camera_model']}
-    return {'per_sequence': per_sequence, 'spearman_pooled': float(spearmanr(pooled_chi2, pooled_err)[0]),
-            'spearman_key_change_pooled': float(spearmanr(pooled_change, pooled_err)[0])}
+    return {'per_sequence': per_sequence,
+            **{f'spearman_{score}_pooled': float(spearmanr(pooled[score], pooled['mse'])[0]) for score in SCORES}}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -138,6 +138,10 @@ def test_fuse_writes_consistency_maps_and_flags_the_planted_frame(tmp_path, iden
     change = np.array([float(r['key_change']) for r in rows])
     # the 4x4 block, widened by the 3x3 local mean to at most 6x6 LR pixels of 16x16
     assert np.delete(change, 5).max() < 0.02 and 16 / 256 <= change[5] <= 36 / 256, change
+    # bayes_rms: classical fusion puts the planted block back, the key-frame blend does not; risk ranks it first
+    gap, risk = (np.array([float(r[c]) for r in rows]) for c in ('bayes_rms', 'risk'))
+    assert gap[5] > 3 * np.delete(gap, 5).max(), gap
+    assert np.allclose(risk, change * gap ** 2, rtol=1e-4, atol=1e-12) and risk.argmax() == 5, risk
     sidecar = json.loads((out / 'xfusion.json').read_text())
     model = sidecar['camera_model']
     assert abs(model['blur_sigma_hr_px'] - 1.0) < 0.25 and abs(model['gain'] - 1) < 0.05 and model['key_pairs'] == 3

@@ -3,10 +3,10 @@
 The LR camera relative to the HR camera (extra blur, gain, offset, noise; ``xfusion.camera.fit_lr_camera``) is
 fitted on the simultaneous frames at up to ``FIT_PAIRS`` key times. ``LRConsistency.frame`` gives, for a fused
 frame, what is written (after ``--project``, in the HR camera's dtype) and the per-pixel map z of what is written;
-``consistency.csv`` has a row per output frame (``frame,is_key,chi2,max_abs_z,key_change`` and
+``consistency.csv`` has a row per output frame (``frame,is_key,chi2,max_abs_z,key_change,bayes_rms,risk`` and
 ``chi2_unprojected`` with ``--project``).
 
-Two scores per frame, for two questions:
+Scores per frame, for three questions:
 
 - ``chi2``: is the fused frame consistent with the LR frame of its time? The mean over LR pixels of z^2, z the
   residual over the noise sd expected there: about 1 where it is.
@@ -16,6 +16,12 @@ Two scores per frame, for two questions:
   network where key-frame content is gone, and it does not depend on the fused frame: a network that puts its
   output back onto the LR frame leaves chi2 near 1 wherever it could. The two rank frames by their true error
   differently well on different scenes (docs/results.md), so both are kept.
+- ``risk``: which frames are most likely wrong? ``key_change`` times the mean square difference between the fused
+  frame and the classical Bayesian fusion of the same LR frame and key frames (``bayes_rms``, its root, in
+  [0, 1] units). Two estimates of the same trouble that fail differently: ``key_change`` counts the pixels the key
+  frames did not see, however little detail they hold, and the difference from classical fusion weighs what the
+  network did there, but also where it only removed noise differently; on the validation families their product
+  ranks frames by their true error better than either (docs/experiments.md, section 19).
 """
 from __future__ import annotations
 
@@ -26,14 +32,16 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
+from xfusion.baselines.bayes import bayes
 from xfusion.camera import SCALE, CameraModel, fit_lr_camera
 from xfusion.io.intensity import IntensityScale
+from xfusion.schedule import key_weights
 
 FIT_PAIRS = 8  # key frames the camera model is fitted on (spread over the sequence)
 FIT_PIXELS = 8_000_000  # at most this many HR pixels in all, so that large frames fit in seconds
 PROJECT_THRESHOLD = 2.0  # noise sd: --project leaves LR residuals whose neighbourhood is within this alone
 KEY_CHANGE_LEVEL = 4.0  # local chi2 beyond which a key frame does not explain an LR pixel (a z of 2 on average)
-COLUMNS = ['frame', 'is_key', 'chi2', 'max_abs_z', 'key_change', 'chi2_unprojected']
+COLUMNS = ['frame', 'is_key', 'chi2', 'max_abs_z', 'key_change', 'bayes_rms', 'risk', 'chi2_unprojected']
 Z_LABEL = 'LR consistency z (red: LR brighter than fused, blue: darker)'
 
 
@@ -58,11 +66,12 @@ class LRConsistency:
         self.rows: list[dict] = []
         self._predicted: dict[int, np.ndarray] = {}  # the bracketing key frames through the camera, by time
 
-    def frame(self, t: int, is_key: bool, unit: np.ndarray, lr: np.ndarray,
-              keys: dict[int, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def frame(self, t: int, is_key: bool, unit: np.ndarray, lr: np.ndarray, keys: dict[int, np.ndarray] | None = None,
+              keys_lr: dict[int, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(unit, stored, z) of a fused frame in [0, 1] units: the frame after ``--project``, as it is written
         (the HR camera's dtype and range), and the LR-consistency map of what is written. ``keys``: the key frames
-        that bracket t by their times, on the x4 grid (for ``key_change``)."""
+        that bracket t by their times, on the x4 grid (for ``key_change``); ``keys_lr``: the LR frames at those
+        times (with ``keys``, for ``bayes_rms`` and ``risk``)."""
         row = {'frame': t, 'is_key': is_key}
         if keys:
             row['key_change'] = self.key_change(lr, keys)
@@ -72,6 +81,9 @@ class LRConsistency:
         stored = self.scale.from_unit(unit)
         z = self.camera.residual_map(self.scale.to_unit(stored), lr)  # of what is written
         row.update(chi2=float(np.mean(z ** 2)), max_abs_z=float(np.abs(z).max()))
+        if keys and keys_lr:
+            row['bayes_rms'] = self.bayes_rms(t, self.scale.to_unit(stored), lr, keys, keys_lr)
+            row['risk'] = row['key_change'] * row['bayes_rms'] ** 2
         self.rows.append(row)
         return unit, stored, z
 
@@ -89,6 +101,16 @@ class LRConsistency:
             z2 = (lr - expected) ** 2 / self.camera.variance(expected)
             local.append(cv2.blur(z2, (3, 3), borderType=cv2.BORDER_REFLECT))
         return float((np.minimum.reduce(local) > KEY_CHANGE_LEVEL).mean())
+
+    @staticmethod
+    def bayes_rms(t: int, unit: np.ndarray, lr: np.ndarray, keys: dict[int, np.ndarray],
+                  keys_lr: dict[int, np.ndarray]) -> float:
+        """The RMS difference between a fused frame (unit) and the classical Bayesian fusion (``baselines.bayes``,
+        its noise estimated from the frames) of the LR frame at t and the key frames that bracket t."""
+        k0, k1 = min(keys), max(keys)
+        classical = bayes(lr[None], np.stack([keys[k0], keys[k1]]), np.stack([keys_lr[k0], keys_lr[k1]]),
+                          np.asarray(key_weights(t, k0, k1)), 0)
+        return float(np.sqrt(np.mean((unit.astype(np.float64) - classical) ** 2)))
 
     def summary(self) -> dict:
         """The mean chi2 of the non-key and of the key frames (None where there are none)."""
@@ -127,8 +149,9 @@ class LRConsistency:
             'frame is as consistent with the LR camera as the recorded key frames are; much larger where the network '
             'invented or lost content that the LR camera resolves. The map (z = residual / noise sd) shows where. '
             'key_change is the share of LR pixels that neither bracketing key frame explains (their local chi2 '
-            f'above {KEY_CHANGE_LEVEL:g}): what the network had to take from the LR camera alone; the frames with '
-            'the most are where to look first.',
+            f'above {KEY_CHANGE_LEVEL:g}): what the network had to take from the LR camera alone. bayes_rms is the '
+            'RMS difference between the fused frame and the classical Bayesian fusion of the same frames, and risk '
+            'is key_change x bayes_rms^2: the frames with the highest risk are where to look first.',
             '', '| | value |', '|---|---|',
             f'| extra LR blur (HR pixels) | {fit["blur_sigma_hr_px"]:.3f} |',
             f'| gain, offset | {fit["gain"]:.4f}, {fit["offset"]:.5f} |',
@@ -141,8 +164,9 @@ class LRConsistency:
             f'| --project | {project} |',
             '', '| least consistent frames | chi2 |', '|---|---|',
         ] + [f'| {r["frame"]} | {r["chi2"]:.3g} |' for r in worst]
-        changed = sorted((r for r in rows if not r['is_key'] and 'key_change' in r), key=lambda r: -r['key_change'])
-        if changed:
-            lines += ['', '| frames the key frames saw least | key_change |', '|---|---|']
-            lines += [f'| {r["frame"]} | {r["key_change"]:.3f} |' for r in changed[:5]]
+        risky = sorted((r for r in rows if not r['is_key'] and 'risk' in r), key=lambda r: -r['risk'])
+        if risky:
+            lines += ['', '| frames to look at first | risk | key_change | bayes_rms |', '|---|---|---|---|']
+            lines += [f'| {r["frame"]} | {r["risk"]:.3g} | {r["key_change"]:.3f} | {r["bayes_rms"]:.4f} |'
+                      for r in risky[:5]]
         return '\n'.join(lines)

@@ -196,7 +196,7 @@ def fuse_segments(net: torch.nn.Module, exp: Experiment, consistency: LRConsiste
             lr = read_lr(t)
             k0, k1 = exp.schedule.bracket(t)
             _, stored, z = consistency.frame(t, exp.schedule.is_key(t), np.clip(fused, 0, 1), lr,
-                                             {k: read_key(k) for k in (k0, k1)})
+                                             {k: read_key(k) for k in (k0, k1)}, {k: read_lr(k) for k in (k0, k1)})
             files += outputs.add(t, stored, z)
             if t in stops:  # the segment's last frame: record it once written
                 start, stop = stops[t]
