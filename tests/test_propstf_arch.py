@@ -111,7 +111,6 @@ def test_segment_inference_runs_each_segment_once_and_matches_the_forward():
     assert len(list(SequenceInference(lr_only, batch=4).run(source))) == 23
 
 
-
 def test_the_self_ensemble_averages_the_network_over_the_flips_and_transposes_of_its_frames():
     lr, hr = scene(frames=9, size=(8, 12))
     source = FrameSource(lambda t: lr[t], lambda k: hr[k], KeySchedule.every(4, 9), 1)

@@ -79,10 +79,11 @@ class LRConsistency:
             row['chi2_unprojected'] = self.camera.chi2(unit, lr)
             unit = self.camera.project(unit, lr, PROJECT_THRESHOLD)
         stored = self.scale.from_unit(unit)
-        z = self.camera.residual_map(self.scale.to_unit(stored), lr)  # of what is written
+        written = self.scale.to_unit(stored)
+        z = self.camera.residual_map(written, lr)  # of what is written
         row.update(chi2=float(np.mean(z ** 2)), max_abs_z=float(np.abs(z).max()))
         if keys and keys_lr:
-            row['bayes_rms'] = self.bayes_rms(t, self.scale.to_unit(stored), lr, keys, keys_lr)
+            row['bayes_rms'] = self.bayes_rms(t, written, lr, keys, keys_lr)
             row['risk'] = row['key_change'] * row['bayes_rms'] ** 2
         self.rows.append(row)
         return unit, stored, z

@@ -186,6 +186,7 @@ def fuse_segments(net: torch.nn.Module, exp: Experiment, consistency: LRConsiste
     span = 2 * exp.lr_sep + run.batch + 1
     read_lr = FrameCache(exp.lr.read_unit, capacity=2 * span, pool=reader)
     read_key = FrameCache(exp.key_on_grid, capacity=4, pool=reader)
+    read_key_lr = FrameCache(exp.lr.read_unit, capacity=4)  # the LR frames at the key times, for consistency
     source = FrameSource(read_lr, read_key, exp.schedule, exp.lr_sep)
     times = [t for start, stop in segments for t in range(start, stop)]
     stops = {stop - 1: (start, stop) for start, stop in segments}
@@ -196,7 +197,7 @@ def fuse_segments(net: torch.nn.Module, exp: Experiment, consistency: LRConsiste
             lr = read_lr(t)
             k0, k1 = exp.schedule.bracket(t)
             _, stored, z = consistency.frame(t, exp.schedule.is_key(t), np.clip(fused, 0, 1), lr,
-                                             {k: read_key(k) for k in (k0, k1)}, {k: read_lr(k) for k in (k0, k1)})
+                                             {k: read_key(k) for k in (k0, k1)}, {k: read_key_lr(k) for k in (k0, k1)})
             files += outputs.add(t, stored, z)
             if t in stops:  # the segment's last frame: record it once written
                 start, stop = stops[t]
