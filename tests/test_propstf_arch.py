@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.ndimage import gaussian_filter
+from torch.nn import functional as F
 
 from helpers import moving_scene, run_script, training_options, workspace, write_pair_sequence
 from xfusion.archs import classical
@@ -171,6 +172,35 @@ def test_the_denoised_temporal_estimate_keeps_the_key_frame_where_only_noise_cha
     clean = [torch.from_numpy(a)[None] for a in (area_average(hr)[1][None].astype(np.float32), hr[[0, 2]],
                                                  area_average(hr)[[0, 2]].astype(np.float32), t[3][0].numpy())]
     assert torch.allclose(classical.temporal(*clean, sigma_n2=torch.tensor([0.0])), classical.temporal(*clean))
+
+
+def test_the_denoised_temporal_estimate_takes_the_key_frame_that_still_holds_under_noise():
+    # a faint part is in the first key frame only (gone by t and at the second): the second key frame is the one
+    # to take there. Its LR change beyond the noise says so; the mean |change| of two noisy frames (the weights of
+    # the plain estimate) hardly does
+    rng = np.random.default_rng(0)
+    batch, sigma, contrast = 16, 0.02, 0.04  # 16 draws of the LR noise
+    hr = np.stack([gaussian_filter(rng.random((64, 64)), 1.5).astype(np.float32)] * 3)
+    hr[0, 20:40, 20:40] += contrast
+    lr = (area_average(hr)[None] + rng.normal(0, sigma, (batch, 3, 16, 16))).astype(np.float32)
+    y, lq_key = torch.from_numpy(lr[:, 1:2]), torch.from_numpy(lr[:, [0, 2]])
+    keys = torch.from_numpy(hr[[0, 2]])[None].expand(batch, -1, -1, -1)
+
+    def estimate(weights):
+        return classical.temporal(y, keys, lq_key, torch.tensor([weights] * batch),
+                                  sigma_n2=torch.full((batch,), sigma ** 2))[:, 0].numpy()
+
+    mixed, from_first, from_second = estimate([0.5, 0.5]), estimate([1.0, 0.0]), estimate([0.0, 1.0])
+    plain_weights = 1 / (classical.box_mean((y - lq_key).abs(), 5) + 1e-3)
+    plain_weights = F.interpolate(plain_weights / plain_weights.sum(1, keepdim=True), scale_factor=4,
+                                  mode='bilinear', align_corners=False).numpy()
+    plain_mix = plain_weights[:, 0] * from_first + plain_weights[:, 1] * from_second
+    gone = np.s_[:, 22:38, 22:38]
+
+    def share_of_first(img):
+        return (img - from_second)[gone].mean() / (from_first - from_second)[gone].mean()
+
+    assert share_of_first(mixed) < 0.25 and share_of_first(mixed) < 0.5 * share_of_first(plain_mix)
 
 
 def test_the_still_gate_hands_unchanged_pixels_to_the_temporal_source_and_moving_ones_to_the_blend():

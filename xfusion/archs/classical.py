@@ -89,17 +89,21 @@ def temporal(y: torch.Tensor, hq: torch.Tensor, lq_key: torch.Tensor, key_weight
 
     ``sigma_n2`` (B,): the LR noise variance; when given, the LR change is shrunk first (by
     1 - 2 TEMPORAL_SHRINK sigma_n2 / its local power, as both frames are noisy), so that where nothing changed
-    the estimate is the key frame, not the key frame plus the upsampled noise of two LR frames."""
+    the estimate is the key frame, not the key frame plus the upsampled noise of two LR frames; and each key
+    frame is weighted by its local RMS change beyond that noise, so that the key frame that still holds (where
+    the other one is out of date) is the one taken, however noisy the LR frames."""
     with torch.autocast(y.device.type, enabled=False):
         y, hq, lq_key, key_weights = (x.float() for x in (y, hq, lq_key, key_weights))
         scale = hq.shape[-1] // y.shape[-1]
         diff = y - lq_key  # (B, 2, h, w): the LR change since each key frame
-        change = diff
+        change, off = diff, box_mean(diff.abs(), window)  # off: how far each key frame is from the LR frame
         if sigma_n2 is not None:
+            noise = 2 * sigma_n2.float().reshape(-1, 1, 1, 1)  # the noise power of the two frames' difference
             power = box_mean(diff * diff, window) + 1e-12
-            change = diff * (1 - 2 * TEMPORAL_SHRINK * sigma_n2.float().reshape(-1, 1, 1, 1) / power).clamp(0, 1)
+            change = diff * (1 - TEMPORAL_SHRINK * noise / power).clamp(0, 1)
+            off = (power - noise).clamp_min(0).sqrt()
         pred = hq + F.interpolate(change, scale_factor=scale, mode='bicubic', align_corners=False)
-        weight = key_weights[:, :, None, None] / (box_mean(diff.abs(), window) + eps)
+        weight = key_weights[:, :, None, None] / (off + eps)
         weight = F.interpolate(weight / weight.sum(dim=1, keepdim=True), scale_factor=scale, mode='bilinear',
                                align_corners=False)
         return (weight * pred).sum(dim=1, keepdim=True)

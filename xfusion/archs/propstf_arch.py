@@ -17,9 +17,10 @@ at the ends of a sequence), and gives the HR frame of every position. What it do
 3. **A base that reuses key-frame content where it is still valid** (``blend.SourceBlend``): a per-pixel
    blend of the two key frames warped to t along the composed flows, the classical Bayesian estimate
    from the raw key frames and from the warped ones, the temporal-change estimate (its LR change
-   Wiener-shrunk by the estimated noise: the key frame where only noise changed) and the upsampled LR
-   frame, predicted from the propagated features and from each source's disagreement with the LR frame
-   at t. At the start it is the Bayesian estimate: the network begins where classical fusion is.
+   Wiener-shrunk by the estimated noise: the key frame where only noise changed; of the two key frames,
+   the one whose LR frame changed less beyond the noise) and the upsampled LR frame, predicted from the
+   propagated features and from each source's disagreement with the LR frame at t. At the start it is the
+   Bayesian estimate: the network begins where classical fusion is.
    A still gate (``blend.StillGate``) hands the pixels where nothing changed or moved to the temporal
    source. A learned residual is added.
 4. **Consistency with the LR frame at t** (``classical.project_onto_lr``): what the output still
