@@ -40,9 +40,7 @@ RECIPES = {  # method name -> its option files in training order
     'edvrstf': ['options/demo/pretrain_reds_demo.yml', 'options/demo/finetune_xray_demo.yml'],
     'lr_only': ['options/demo/pretrain_reds_prop_lronly_demo.yml', 'options/demo/finetune_xray_prop_lronly_demo.yml'],
 }
-DESCRIBE = {'stf': 'PropSTF, the demo recipe',
-            'stf_cpu_hour': 'PropSTF, the CPU-hour recipe (trained and measured before the temporal source weighed '
-                            'its key frames by their change beyond the noise: docs/experiments.md, section 23)',
+DESCRIBE = {'stf': 'PropSTF, the demo recipe', 'stf_cpu_hour': 'PropSTF, the CPU-hour recipe',
             'edvrstf': 'EDVRSTF, the demo recipe (the original XFusion network)',
             'lr_only': 'PropVSR, the LR-only demo recipe (pretrained on the REDS-layout clips; self-ensemble at '
                        'inference)'}
