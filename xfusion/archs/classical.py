@@ -96,8 +96,10 @@ def temporal(y: torch.Tensor, hq: torch.Tensor, lq_key: torch.Tensor, key_weight
         y, hq, lq_key, key_weights = (x.float() for x in (y, hq, lq_key, key_weights))
         scale = hq.shape[-1] // y.shape[-1]
         diff = y - lq_key  # (B, 2, h, w): the LR change since each key frame
-        change, off = diff, box_mean(diff.abs(), window)  # off: how far each key frame is from the LR frame
-        if sigma_n2 is not None:
+        # off: how far each key frame is from the LR frame here (beyond the noise, when it is known)
+        if sigma_n2 is None:
+            change, off = diff, box_mean(diff.abs(), window)
+        else:
             noise = 2 * sigma_n2.float().reshape(-1, 1, 1, 1)  # the noise power of the two frames' difference
             power = box_mean(diff * diff, window) + 1e-12
             change = diff * (1 - TEMPORAL_SHRINK * noise / power).clamp(0, 1)
